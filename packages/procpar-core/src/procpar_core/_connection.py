@@ -1,0 +1,608 @@
+"""Connection objects, ``Pipe``, ``Listener``, ``Client`` and ``wait``.
+
+Wire format (docs/design.md section 3): ``!i`` length, or ``-1`` then ``!Q`` length for messages of 2 GiB and
+more, then the body. A message is written with one ``write``/``writev``; reading takes the header, then exactly
+the body, never more (several processes may share one pipe under a lock).
+"""
+
+from __future__ import annotations
+
+import errno
+import itertools
+import os
+import select
+import sys
+import time
+from struct import Struct
+
+from . import _serializer
+from ._auth import answer_challenge, deliver_challenge
+from ._errors import AuthenticationError, BufferTooShort
+from ._reduction import DupFd, loads
+from ._util import Finalize, get_temp_dir
+
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs a spawn child ~10 ms
+if TYPE_CHECKING:
+    from typing import Any, Iterable, Optional
+
+__all__ = [
+    "Connection",
+    "Pipe",
+    "Listener",
+    "Client",
+    "wait",
+    "deliver_challenge",
+    "answer_challenge",
+    "AuthenticationError",
+    "BufferTooShort",
+]
+
+_HEADER = Struct("!i")
+_LONG_HEADER = Struct("!iQ")
+_LONG_LENGTH = Struct("!Q")
+_pack_header = _HEADER.pack
+_unpack_header = _HEADER.unpack
+_MAX_SHORT = 0x7FFFFFFF
+# Below this the header and body are joined into one bytes object; above it writev avoids the copy.
+_JOIN_LIMIT = 16384
+# Bodies up to this size are read with os.read directly; above it, into one preallocated buffer.
+_SMALL_READ = 65536
+_PIPE_SIZE = 1 << 20
+
+BUFSIZE = 8192
+CONNECTION_TIMEOUT = 20.0
+default_family = "AF_UNIX" if sys.platform != "win32" else "AF_INET"
+families = ["AF_INET"] + (["AF_UNIX"] if sys.platform != "win32" else [])
+
+_read = os.read
+_write = os.write
+
+
+def _grow_pipe(fd: int) -> None:
+    # Best effort: a 1 MiB pipe buffer means fewer wake-ups per large message. Linux only.
+    try:
+        import fcntl
+
+        fcntl.fcntl(fd, getattr(fcntl, "F_SETPIPE_SZ", 1031), _PIPE_SIZE)
+    except (OSError, ImportError, AttributeError):
+        pass
+
+
+class Connection:
+    """One end of a message channel over a pipe or a socket file descriptor."""
+
+    __slots__ = ("_handle", "_readable", "_writable", "__weakref__")
+
+    def __init__(self, handle: int, readable: bool = True, writable: bool = True) -> None:
+        handle = handle.__index__()
+        if handle < 0:
+            raise ValueError("invalid handle")
+        if not readable and not writable:
+            raise ValueError("at least one of `readable` and `writable` must be True")
+        self._handle: Optional[int] = handle
+        self._readable = readable
+        self._writable = writable
+
+    # -- state ---------------------------------------------------------------------------------------------
+
+    def __del__(self) -> None:
+        if getattr(self, "_handle", None) is not None:
+            self._close()
+
+    def _close(self) -> None:
+        handle = self._handle
+        self._handle = None
+        if handle is not None:
+            try:
+                os.close(handle)
+            except OSError:
+                pass
+
+    def _check_closed(self) -> int:
+        handle = self._handle
+        if handle is None:
+            raise OSError("handle is closed")
+        return handle
+
+    @property
+    def closed(self) -> bool:
+        """True if the connection is closed."""
+        return self._handle is None
+
+    @property
+    def readable(self) -> bool:
+        """True if the connection can be read from."""
+        return self._readable
+
+    @property
+    def writable(self) -> bool:
+        """True if the connection can be written to."""
+        return self._writable
+
+    def fileno(self) -> int:
+        """The file descriptor used by the connection."""
+        return self._check_closed()
+
+    def close(self) -> None:
+        """Close the connection (also done when it is garbage collected)."""
+        self._close()
+
+    def __enter__(self) -> "Connection":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._handle is None else f"handle={self._handle}"
+        mode = ("r" if self._readable else "") + ("w" if self._writable else "")
+        return f"<{type(self).__name__} {state} mode={mode}>"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_connection, (DupFd(self.fileno()), self._readable, self._writable))
+
+    # -- sending ------------------------------------------------------------------------------------------
+
+    def send_bytes(self, buf: Any, offset: int = 0, size: Optional[int] = None) -> None:
+        """Send ``buf[offset:offset + size]`` (a bytes-like object) as one message."""
+        handle = self._handle
+        if handle is None:
+            raise OSError("handle is closed")
+        if not self._writable:
+            raise OSError("connection is read-only")
+        m = memoryview(buf)
+        if m.itemsize > 1 or m.ndim != 1:
+            m = m.cast("B")
+        n = m.nbytes
+        if offset < 0:
+            raise ValueError("offset is negative")
+        if n < offset:
+            raise ValueError("buffer length < offset")
+        if size is None:
+            size = n - offset
+        elif size < 0:
+            raise ValueError("size is negative")
+        elif offset + size > n:
+            raise ValueError("buffer length < offset + size")
+        if offset or size != n:
+            m = m[offset : offset + size]
+        self._send_message(handle, m, size)
+
+    def send(self, obj: Any) -> None:
+        """Send a picklable object; the peer gets it with ``recv()``."""
+        handle = self._handle
+        if handle is None:
+            raise OSError("handle is closed")
+        if not self._writable:
+            raise OSError("connection is read-only")
+        data = _serializer.serialize(obj)
+        self._send_message(handle, data, len(data))
+
+    @staticmethod
+    def _send_message(handle: int, data: Any, size: int) -> None:
+        if size <= _JOIN_LIMIT:
+            message = b"".join((_pack_header(size), data))
+            written = _write(handle, message)
+            if written == len(message):
+                return
+            _write_all(handle, memoryview(message)[written:])
+            return
+        header = _pack_header(size) if size <= _MAX_SHORT else _LONG_HEADER.pack(-1, size)
+        total = len(header) + size
+        written = os.writev(handle, (header, data))
+        if written < total:
+            rest = memoryview(data)[max(written - len(header), 0) :]
+            if written < len(header):
+                _write_all(handle, memoryview(header)[written:])
+            _write_all(handle, rest)
+
+    # -- receiving ----------------------------------------------------------------------------------------
+
+    def _read_length(self, handle: int) -> int:
+        header = _read(handle, 4)
+        if len(header) != 4:
+            if not header:
+                raise EOFError
+            header += _read_exact(handle, 4 - len(header))
+        (size,) = _unpack_header(header)
+        if size < 0:
+            if size != -1:
+                raise OSError(f"invalid message length {size} received: the peer is not speaking this protocol")
+            (size,) = _LONG_LENGTH.unpack(_read_exact(handle, 8))
+        return size
+
+    def _readable_handle(self) -> int:
+        handle = self._handle
+        if handle is None:
+            raise OSError("handle is closed")
+        if not self._readable:
+            raise OSError("connection is write-only")
+        return handle
+
+    def recv_bytes(self, maxlength: Optional[int] = None) -> bytes:
+        """Receive one message as bytes; ``OSError`` if it is longer than ``maxlength`` (then closed)."""
+        handle = self._readable_handle()
+        if maxlength is not None and maxlength < 0:
+            raise ValueError("negative maxlength")
+        size = self._read_length(handle)
+        if maxlength is not None and size > maxlength:
+            self._close()
+            raise OSError(f"bad message length: {size} bytes received, at most {maxlength} accepted")
+        return _read_body(handle, size)
+
+    def recv(self) -> Any:
+        """Receive one object sent with ``send()``."""
+        handle = self._readable_handle()
+        return loads(_read_body(handle, self._read_length(handle)))
+
+    def recv_bytes_into(self, buf: Any, offset: int = 0) -> int:
+        """Read one message into the writable buffer ``buf`` at byte ``offset``; return its size in bytes.
+
+        Raises ``BufferTooShort`` (holding the whole message) if it does not fit.
+        """
+        handle = self._readable_handle()
+        with memoryview(buf) as m:
+            if m.readonly:
+                raise TypeError("recv_bytes_into() needs a writable buffer")
+            bytesize = m.nbytes
+            if offset < 0:
+                raise ValueError("negative offset")
+            if offset > bytesize:
+                raise ValueError("offset too large")
+            size = self._read_length(handle)
+            if size > bytesize - offset:
+                raise BufferTooShort(_read_body(handle, size))
+            with m.cast("B") as target:
+                _readinto_exact(handle, target[offset : offset + size])
+            return size
+
+    def poll(self, timeout: Optional[float] = 0.0) -> bool:
+        """True if a message (or EOF) is waiting; wait up to ``timeout`` seconds (None: forever)."""
+        handle = self._readable_handle()
+        return _poll_one(handle, timeout)
+
+
+def _write_all(handle: int, view: memoryview) -> None:
+    while len(view):
+        written = _write(handle, view)
+        view = view[written:]
+
+
+def _read_exact(handle: int, size: int) -> bytes:
+    data = _read(handle, size)
+    if len(data) == size:
+        return data
+    if not data:
+        raise OSError("got end of file during message") if size else EOFError
+    parts = [data]
+    got = len(data)
+    while got < size:
+        chunk = _read(handle, size - got)
+        if not chunk:
+            raise OSError("got end of file during message")
+        parts.append(chunk)
+        got += len(chunk)
+    return b"".join(parts)
+
+
+def _readinto_exact(handle: int, target: memoryview) -> None:
+    pos = 0
+    size = len(target)
+    while pos < size:
+        got = os.readv(handle, [target[pos:]])
+        if not got:
+            raise OSError("got end of file during message")
+        pos += got
+
+
+def _read_body(handle: int, size: int) -> bytes:
+    if size <= _SMALL_READ:
+        return _read_exact(handle, size) if size else b""
+    # One buffer for the whole body: os.read would allocate (and shrink) a body-sized block per chunk.
+    buf = bytearray(size)
+    with memoryview(buf) as target:
+        _readinto_exact(handle, target)
+    return bytes(buf)
+
+
+def _rebuild_connection(df: Any, readable: bool, writable: bool) -> Connection:
+    return Connection(df.detach(), readable, writable)
+
+
+# -- waiting ------------------------------------------------------------------------------------------------
+
+def _timeout_ms(timeout: Optional[float]) -> int:
+    if timeout is None:
+        return -1
+    if timeout <= 0:
+        return 0
+    # Round up: waking a millisecond early would make callers loop or report a spurious timeout.
+    return min(int(timeout * 1000) + (timeout * 1000 % 1 > 0), 2**31 - 1)
+
+
+if hasattr(select, "poll"):
+
+    def _poll_one(fd: int, timeout: Optional[float]) -> bool:
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        if timeout is None or timeout <= 0:
+            return bool(poller.poll(_timeout_ms(timeout)))
+        deadline = time.monotonic() + timeout
+        while True:
+            if poller.poll(_timeout_ms(timeout)):
+                return True
+            timeout = deadline - time.monotonic()
+            if timeout <= 0:
+                return False
+
+else:  # pragma: no cover - platforms without poll()
+
+    def _poll_one(fd: int, timeout: Optional[float]) -> bool:
+        if timeout is not None and timeout < 0:
+            timeout = 0
+        return bool(select.select([fd], [], [], timeout)[0])
+
+
+def _fileno_of(obj: Any) -> int:
+    if isinstance(obj, int):
+        return obj
+    try:
+        fileno = obj.fileno
+    except AttributeError:
+        raise TypeError(f"wait() needs connections, sockets or integer fds, not {type(obj).__name__}") from None
+    return int(fileno())
+
+
+def wait(object_list: Iterable[Any], timeout: Optional[float] = None) -> list[Any]:
+    """Wait until at least one object of ``object_list`` is ready; return the ready ones.
+
+    The objects are connections, sockets, process sentinels or anything with ``fileno()``. A connection is
+    ready when it has data or its peer closed; a sentinel when its process ended. With a ``timeout`` (seconds)
+    it returns ``[]`` when time runs out; ``None`` waits forever.
+    """
+    objects = list(object_list)
+    by_fd: dict[int, list[Any]] = {}
+    for obj in objects:
+        by_fd.setdefault(_fileno_of(obj), []).append(obj)
+    if not hasattr(select, "poll"):  # pragma: no cover
+        ready_fds = select.select(list(by_fd), [], [], None if timeout is None else max(timeout, 0))[0]
+        return [o for fd in ready_fds for o in by_fd[fd]]
+    poller = select.poll()
+    for fd in by_fd:
+        poller.register(fd, select.POLLIN)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        events = poller.poll(_timeout_ms(timeout))
+        if events:
+            ready = {fd for fd, _ in events}
+            return [o for o in objects if _fileno_of(o) in ready]
+        if deadline is None:
+            continue
+        timeout = deadline - time.monotonic()
+        if timeout <= 0:
+            return []
+
+
+# -- Pipe ---------------------------------------------------------------------------------------------------
+
+def Pipe(duplex: bool = True) -> tuple[Connection, Connection]:  # noqa: N802 - documented name
+    """Return a pair of connected ``Connection`` objects.
+
+    ``duplex=True``: both ends send and receive (a socket pair). ``duplex=False``: the first end only
+    receives, the second only sends (an OS pipe).
+    """
+    if duplex:
+        import socket
+
+        s1, s2 = socket.socketpair()
+        try:
+            return Connection(s1.detach()), Connection(s2.detach())
+        finally:
+            s1.close()
+            s2.close()
+    r, w = os.pipe()
+    _grow_pipe(w)
+    return Connection(r, writable=False), Connection(w, readable=False)
+
+
+# -- addresses ---------------------------------------------------------------------------------------------
+
+_address_counter = itertools.count()
+
+
+def address_type(address: Any) -> str:
+    """The family (``'AF_INET'``, ``'AF_UNIX'``, ``'AF_PIPE'``) an address belongs to."""
+    if isinstance(address, tuple):
+        return "AF_INET"
+    if isinstance(address, str) and address.startswith("\\\\"):
+        return "AF_PIPE"
+    if isinstance(address, (str, bytes)) or _is_pathlike(address):
+        return "AF_UNIX"
+    raise ValueError(f"address type of {address!r} unrecognized")
+
+
+def _is_pathlike(obj: Any) -> bool:
+    return hasattr(obj, "__fspath__")
+
+
+def arbitrary_address(family: str) -> Any:
+    """A fresh address of ``family`` nobody else uses: a free localhost port, or a private socket path."""
+    if family == "AF_INET":
+        return ("localhost", 0)
+    if family == "AF_UNIX":
+        return os.path.join(get_temp_dir(), f"listener-{os.getpid()}-{next(_address_counter)}")
+    raise ValueError(f"unrecognized family {family!r}")
+
+
+def _validate_family(family: str) -> None:
+    if family == "AF_PIPE":
+        raise ValueError("family AF_PIPE (Windows named pipes) is not supported: procpar runs on POSIX")
+    if family not in families:
+        raise ValueError(f"family {family!r} is not supported here; use one of {families}")
+
+
+# -- Listener and Client ------------------------------------------------------------------------------------
+
+class _SocketListener:
+    def __init__(self, address: Any, family: str, backlog: int = 1) -> None:
+        import socket
+
+        self._socket = socket.socket(getattr(socket, family))
+        try:
+            if family == "AF_INET" and os.name == "posix":
+                self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self._socket.setblocking(True)
+            self._socket.bind(address)
+            self._socket.listen(backlog)
+            self._address = self._socket.getsockname()
+        except OSError:
+            self._socket.close()
+            raise
+        self._family = family
+        self._last_accepted: Any = None
+        self._unlink: Optional[Finalize] = None
+        if family == "AF_UNIX" and not _is_abstract(address):
+            self._unlink = Finalize(self, os.unlink, args=(os.fspath(address),), exitpriority=0)
+
+    def accept(self) -> Connection:
+        sock, self._last_accepted = self._socket.accept()
+        sock.setblocking(True)
+        return Connection(sock.detach())
+
+    def close(self) -> None:
+        try:
+            self._socket.close()
+        finally:
+            unlink = self._unlink
+            if unlink is not None:
+                self._unlink = None
+                try:
+                    unlink()
+                except FileNotFoundError:
+                    pass
+
+
+def _is_abstract(address: Any) -> bool:
+    return isinstance(address, (str, bytes)) and address[:1] in ("\0", b"\0")
+
+
+class Listener:
+    """A bound, listening socket that hands out authenticated ``Connection`` objects.
+
+    ``address``: ``(host, port)`` for AF_INET, a path for AF_UNIX; None picks a fresh one. ``authkey``: bytes;
+    when given, every accepted peer must pass the HMAC challenge (both ways) before ``accept`` returns.
+    """
+
+    def __init__(
+        self,
+        address: Any = None,
+        family: Optional[str] = None,
+        backlog: int = 1,
+        authkey: Optional[bytes] = None,
+    ) -> None:
+        family = family or (address and address_type(address)) or default_family
+        _validate_family(family)
+        if address is None:
+            address = arbitrary_address(family)
+        elif address_type(address) != family:
+            raise ValueError(f"address {address!r} does not belong to family {family}")
+        if authkey is not None and not isinstance(authkey, bytes):
+            raise TypeError(f"authkey should be a byte string, not {type(authkey).__name__}")
+        self._listener: Optional[_SocketListener] = _SocketListener(address, family, backlog)
+        self._authkey = authkey
+
+    def accept(self) -> Connection:
+        """Wait for a peer, authenticate it if an authkey was given, return the connection."""
+        listener = self._listener
+        if listener is None:
+            raise OSError("listener is closed")
+        conn = listener.accept()
+        if self._authkey is not None:
+            try:
+                deliver_challenge(conn, self._authkey)
+                answer_challenge(conn, self._authkey)
+            except BaseException:
+                conn.close()
+                raise
+        return conn
+
+    def close(self) -> None:
+        """Close the listening socket (and remove its socket file)."""
+        listener = self._listener
+        if listener is not None:
+            self._listener = None
+            listener.close()
+
+    @property
+    def address(self) -> Any:
+        """The address the listener is bound to."""
+        listener = self._listener
+        if listener is None:
+            raise OSError("listener is closed")
+        return listener._address
+
+    @property
+    def last_accepted(self) -> Any:
+        """The address of the last accepted peer, or None."""
+        listener = self._listener
+        if listener is None:
+            raise OSError("listener is closed")
+        return listener._last_accepted
+
+    def __enter__(self) -> "Listener":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        if self._listener is None:
+            return f"<{type(self).__name__} closed>"
+        return f"<{type(self).__name__} address={self._listener._address!r}>"
+
+
+def _socket_client(address: Any, family: str) -> Connection:
+    import socket
+
+    with socket.socket(getattr(socket, family)) as s:
+        s.setblocking(True)
+        if family == "AF_UNIX":
+            deadline = time.monotonic() + CONNECTION_TIMEOUT
+            delay = 0.001
+            while True:
+                try:
+                    s.connect(address)
+                    break
+                except OSError as exc:
+                    # A listener whose backlog is full refuses with EAGAIN on unix sockets: retry briefly.
+                    if exc.errno != errno.EAGAIN or time.monotonic() > deadline:
+                        raise
+                    time.sleep(delay)
+                    delay = min(delay * 2, 0.05)
+        else:
+            s.connect(address)
+        return Connection(s.detach())
+
+
+def Client(  # noqa: N802 - documented name
+    address: Any, family: Optional[str] = None, authkey: Optional[bytes] = None
+) -> Connection:
+    """Connect to a ``Listener`` at ``address``; with ``authkey``, pass (and give) the HMAC challenge."""
+    family = family or address_type(address)
+    _validate_family(family)
+    if authkey is not None and not isinstance(authkey, bytes):
+        raise TypeError(f"authkey should be a byte string, not {type(authkey).__name__}")
+    conn = _socket_client(address, family)
+    if authkey is not None:
+        try:
+            answer_challenge(conn, authkey)
+            deliver_challenge(conn, authkey)
+        except BaseException:
+            conn.close()
+            raise
+    return conn
+
+
+def SocketClient(address: Any) -> Connection:  # noqa: N802 - stdlib-compatible name
+    return _socket_client(address, address_type(address))
+

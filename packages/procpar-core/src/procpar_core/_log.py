@@ -1,0 +1,103 @@
+"""The package logger: ``get_logger`` and ``log_to_stderr``.
+
+The logger is called ``procpar``. ``logging`` fills ``processName`` from the stdlib's
+``multiprocessing`` only, so a filter writes procpar's own process name into every record that passes.
+"""
+
+from __future__ import annotations
+
+import sys
+
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs a spawn child ~10 ms
+if TYPE_CHECKING:
+    from typing import Any, Optional, Union
+    import logging
+
+# ``logging`` is imported on first use only: it pulls in ``re``, ``traceback`` and ``threading``, and the
+# spawn child's bootstrap must stay lean.
+
+SUBDEBUG = 5
+SUBWARNING = 25
+LOGGER_NAME = "procpar"
+DEFAULT_LOGGING_FORMAT = "[%(levelname)s/%(processName)s] %(message)s"
+
+_logger: Optional[logging.Logger] = None
+_stderr_handler: Optional[logging.Handler] = None
+
+
+def _set_process_name(record: Any) -> bool:
+    from ._process import current_process
+
+    record.processName = current_process().name
+    return True
+
+
+def get_logger() -> logging.Logger:
+    """Return the procpar logger, creating it (level NOTSET, no handler) on first use."""
+    global _logger
+    if _logger is None:
+        import logging
+
+        logging.addLevelName(SUBDEBUG, "SUBDEBUG")
+        logging.addLevelName(SUBWARNING, "SUBWARNING")
+        logger = logging.getLogger(LOGGER_NAME)
+        logger.propagate = False
+        logger.addFilter(_set_process_name)
+        _logger = logger
+    return _logger
+
+
+def log_to_stderr(level: Union[int, str, None] = None) -> logging.Logger:
+    """Send the procpar logger's records to stderr in the documented format; return the logger."""
+    global _stderr_handler
+    import logging
+
+    logger = get_logger()
+    if _stderr_handler is None:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter(DEFAULT_LOGGING_FORMAT))
+        handler.addFilter(_set_process_name)
+        logger.addHandler(handler)
+        _stderr_handler = handler
+    if level:
+        logger.setLevel(level)
+    return logger
+
+
+def current_config() -> Optional[tuple[int, bool]]:
+    """What a spawned child needs to rebuild the logger: (level, stderr handler), or None if unused."""
+    if _logger is None:
+        return None
+    return (_logger.level, _stderr_handler is not None)
+
+
+def apply_config(config: Optional[tuple[int, bool]]) -> None:
+    if config is None:
+        return
+    level, to_stderr = config
+    if to_stderr:
+        log_to_stderr(level or None)
+    else:
+        get_logger().setLevel(level)
+
+
+def _log(level: int, msg: str, *args: object) -> None:
+    # Cheap when nobody asked for logging: no logger object exists yet.
+    if _logger is not None:
+        _logger.log(level, msg, *args)
+
+
+def sub_debug(msg: str, *args: object) -> None:
+    _log(SUBDEBUG, msg, *args)
+
+
+def debug(msg: str, *args: object) -> None:
+    _log(10, msg, *args)
+
+
+def info(msg: str, *args: object) -> None:
+    _log(20, msg, *args)
+
+
+def sub_warning(msg: str, *args: object) -> None:
+    _log(SUBWARNING, msg, *args)

@@ -1,0 +1,48 @@
+"""The fork start method: the child is a copy of the parent at the moment of ``start()``."""
+
+from __future__ import annotations
+
+import os
+
+from . import _util
+from ._popen_base import ChildPopen
+
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs a spawn child ~10 ms
+if TYPE_CHECKING:
+    from ._process import BaseProcess
+
+# fds a forked child holds only so that its parent can see it exit. A grandchild forked later must not
+# inherit them, or the parent's sentinel would wait for the grandchild too.
+_liveness_fds: list[int] = []
+
+
+class PopenFork(ChildPopen):
+    method = "fork"
+
+    def __init__(self, process_obj: "BaseProcess") -> None:
+        super().__init__()
+        _util.flush_std_streams()
+        self._launch(process_obj)
+
+    def _launch(self, process_obj: "BaseProcess") -> None:
+        # parent_r/child_w: EOF on parent_r when the child exits (the sentinel).
+        # child_r/parent_w: EOF on child_r when the parent exits (the child's parent sentinel).
+        parent_r, child_w = os.pipe()
+        child_r, parent_w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                os.close(parent_r)
+                os.close(parent_w)
+                for fd in _liveness_fds:
+                    _util.close_fds(fd)
+                _liveness_fds[:] = [child_w]
+                code = process_obj._bootstrap(parent_sentinel=child_r)
+            finally:
+                os._exit(code)
+        self.pid = pid
+        os.close(child_w)
+        os.close(child_r)
+        self.sentinel = parent_r
+        self.finalizer = _util.Finalize(self, _util.close_fds, (parent_r, parent_w))

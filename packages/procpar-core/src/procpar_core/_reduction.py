@@ -1,0 +1,209 @@
+"""Pickling with the reducers that move file descriptors, and the spawning-popen context.
+
+``_pickle`` is used directly instead of ``pickle`` because ``pickle.py`` imports ``re`` (and through it
+``enum``), which costs the spawn child several milliseconds.
+"""
+
+from __future__ import annotations
+
+import copyreg
+import io
+import os
+import sys
+
+try:
+    from _pickle import PickleBuffer, Pickler, PicklingError, UnpicklingError, loads
+except ImportError:  # pragma: no cover - interpreters without the C accelerator
+    from pickle import PickleBuffer, Pickler, PicklingError, UnpicklingError, loads  # type: ignore[assignment]
+
+import _thread
+
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs a spawn child ~10 ms
+if TYPE_CHECKING:
+    from typing import Any, Callable, ClassVar, Optional, Protocol
+
+    class _Detachable(Protocol):
+        def detach(self) -> int: ...
+
+    class SpawningPopen(Protocol):
+        """What a popen offers to reducers while it pickles a process object for a new child."""
+
+        def duplicate_for_child(self, fd: int) -> int: ...
+
+__all__ = [
+    "ForkingPickler",
+    "register",
+    "dumps",
+    "loads",
+    "DupFd",
+    "PickleBuffer",
+    "PicklingError",
+    "UnpicklingError",
+    "HIGHEST_PROTOCOL",
+    "get_spawning_popen",
+    "set_spawning_popen",
+    "assert_spawning",
+    "send_handle",
+    "recv_handle",
+]
+
+HIGHEST_PROTOCOL = 5
+HAVE_SEND_HANDLE = sys.platform != "win32"
+
+
+class ForkingPickler(Pickler):
+    """``pickle.Pickler`` with procpar's reducers (sockets, and whatever ``register`` adds).
+
+    Honours ``copyreg`` registrations made at any time.
+    """
+
+    _extra_reducers: ClassVar[dict[type, Callable[[Any], Any]]] = {}
+    _table: ClassVar[dict[type, Callable[[Any], Any]]] = {}
+    _table_source_len: ClassVar[int] = -1
+
+    def __init__(self, file: Any, protocol: Optional[int] = None, **kwargs: Any) -> None:
+        super().__init__(file, HIGHEST_PROTOCOL if protocol is None else protocol, **kwargs)
+        cls = ForkingPickler
+        if cls._table_source_len != len(copyreg.dispatch_table) + len(cls._extra_reducers):
+            _register_lazy_reducers()
+            table = dict(copyreg.dispatch_table)
+            table.update(cls._extra_reducers)
+            cls._table = table
+            cls._table_source_len = len(copyreg.dispatch_table) + len(cls._extra_reducers)
+        self.dispatch_table = cls._table
+
+    @classmethod
+    def register(cls, type_: type, reduce: Callable[[Any], Any]) -> None:
+        """Use ``reduce(obj)`` to pickle instances of ``type_`` (procpar's picklers only)."""
+        ForkingPickler._extra_reducers[type_] = reduce
+        ForkingPickler._table_source_len = -1
+
+    @classmethod
+    def dumps(cls, obj: Any, protocol: Optional[int] = None) -> memoryview:
+        buf = io.BytesIO()
+        cls(buf, protocol).dump(obj)
+        return buf.getbuffer()
+
+    loads = staticmethod(loads)
+
+
+register = ForkingPickler.register
+
+
+def dumps(obj: Any, protocol: Optional[int] = None) -> memoryview:
+    """Pickle ``obj`` with procpar's reducers; the highest protocol unless told otherwise."""
+    buf = io.BytesIO()
+    ForkingPickler(buf, protocol).dump(obj)
+    return buf.getbuffer()
+
+
+# -- the spawning popen ------------------------------------------------------------------------------------
+
+_spawning = _thread._local()
+
+
+def get_spawning_popen() -> Optional[SpawningPopen]:
+    """The popen pickling a process object in this thread right now, if any."""
+    return getattr(_spawning, "popen", None)
+
+
+def set_spawning_popen(popen: Optional[SpawningPopen]) -> None:
+    _spawning.popen = popen
+
+
+def assert_spawning(obj: object) -> None:
+    """Refuse to pickle ``obj`` unless a child process is being created."""
+    if get_spawning_popen() is None:
+        raise RuntimeError(
+            f"{type(obj).__name__} objects should only be shared between processes through inheritance: "
+            "pass them as arguments to Process (or keep them as attributes of the Process object) instead of "
+            "sending them through a queue or a pipe"
+        )
+
+
+# The fds a spawn or forkserver child received, in the order its parent's popen recorded them.
+_inherited_fds: list[int] = []
+
+
+class _InheritedFd:
+    """A file descriptor handed to a child at its creation, found again by index."""
+
+    __slots__ = ("index",)
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_InheritedFd, (self.index,))
+
+    def detach(self) -> int:
+        try:
+            return _inherited_fds[self.index]
+        except IndexError:
+            raise RuntimeError(
+                "a file descriptor meant for a child at its creation was unpickled elsewhere; "
+                "objects holding fds can only travel inside the Process object or over a Connection"
+            ) from None
+
+
+def DupFd(fd: int) -> _Detachable:  # noqa: N802 - stdlib-compatible name
+    """Something picklable whose ``detach()`` gives the receiving process its own copy of ``fd``."""
+    popen = get_spawning_popen()
+    if popen is not None:
+        return _InheritedFd(popen.duplicate_for_child(fd))
+    if HAVE_SEND_HANDLE:
+        from ._resource_sharer import SharedFd
+
+        return SharedFd(fd)
+    raise ValueError("this platform cannot pass file descriptors between processes")  # pragma: no cover
+
+
+# -- sockets -----------------------------------------------------------------------------------------------
+
+def _rebuild_socket(df: _Detachable, family: int, type_: int, proto: int) -> Any:
+    import socket
+
+    return socket.socket(family, type_, proto, fileno=df.detach())
+
+
+def _reduce_socket(sock: Any) -> tuple[Any, ...]:
+    return _rebuild_socket, (DupFd(sock.fileno()), sock.family, sock.type, sock.proto)
+
+
+_lazy_done = False
+
+
+def _register_lazy_reducers() -> None:
+    # A socket can only exist once ``socket`` is imported; registering then keeps it off the bootstrap path.
+    global _lazy_done
+    if _lazy_done or "socket" not in sys.modules:
+        return
+    import socket
+
+    ForkingPickler._extra_reducers.setdefault(socket.socket, _reduce_socket)
+    _lazy_done = True
+
+
+# -- passing fds over a unix-socket connection ------------------------------------------------------------
+
+def send_handle(conn: Any, handle: int, destination_pid: Optional[int] = None) -> None:
+    """Send the file descriptor ``handle`` over ``conn`` (a connection on a unix socket)."""
+    import socket
+
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM, fileno=os.dup(conn.fileno())) as s:
+        socket.send_fds(s, [b"F"], [handle])
+
+
+def recv_handle(conn: Any) -> int:
+    """Receive a file descriptor sent by ``send_handle`` over ``conn``."""
+    import socket
+
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM, fileno=os.dup(conn.fileno())) as s:
+        msg, fds, _flags, _addr = socket.recv_fds(s, 1, 1)
+        if not msg and not fds:
+            raise EOFError("the peer closed the connection before sending a file descriptor")
+        if len(fds) != 1:
+            for fd in fds:
+                os.close(fd)
+            raise RuntimeError(f"expected one file descriptor from the peer, received {len(fds)}")
+        return fds[0]

@@ -1,0 +1,32 @@
+"""Context classes: the API bound to one start method."""
+
+from ._context import (
+    BaseContext,
+    DefaultContext,
+    ForkContext,
+    ForkProcess,
+    ForkServerContext,
+    ForkServerProcess,
+    Process,
+    SpawnContext,
+    SpawnProcess,
+    default_start_method,
+)
+from ._errors import AuthenticationError, BufferTooShort, ProcessError, TimeoutError
+
+__all__ = [
+    "BaseContext",
+    "DefaultContext",
+    "ForkContext",
+    "SpawnContext",
+    "ForkServerContext",
+    "Process",
+    "ForkProcess",
+    "SpawnProcess",
+    "ForkServerProcess",
+    "default_start_method",
+    "ProcessError",
+    "BufferTooShort",
+    "TimeoutError",
+    "AuthenticationError",
+]

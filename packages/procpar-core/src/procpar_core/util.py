@@ -1,0 +1,91 @@
+"""Helpers libraries build on: finalizers, after-fork hooks, the temp dir, logging shortcuts."""
+
+from __future__ import annotations
+
+import threading
+
+from ._log import (
+    DEFAULT_LOGGING_FORMAT,
+    LOGGER_NAME,
+    SUBDEBUG,
+    SUBWARNING,
+    debug,
+    get_logger,
+    info,
+    log_to_stderr,
+    sub_debug,
+    sub_warning,
+)
+from ._util import (
+    Finalize,
+    _exit_function,
+    _run_finalizers,
+    close_all_fds_except,
+    close_fds,
+    get_temp_dir,
+    is_exiting,
+    register_after_fork,
+)
+
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs a spawn child ~10 ms
+if TYPE_CHECKING:
+    from typing import Any
+
+__all__ = [
+    "Finalize",
+    "register_after_fork",
+    "get_temp_dir",
+    "is_exiting",
+    "get_logger",
+    "log_to_stderr",
+    "sub_debug",
+    "debug",
+    "info",
+    "sub_warning",
+    "SUBDEBUG",
+    "SUBWARNING",
+    "DEFAULT_LOGGING_FORMAT",
+    "LOGGER_NAME",
+    "ForkAwareThreadLock",
+    "ForkAwareLocal",
+    "close_all_fds_except",
+    "close_fds",
+]
+
+
+class ForkAwareThreadLock:
+    """A ``threading.Lock`` that a forked child gets back unlocked (a fresh one)."""
+
+    def __init__(self) -> None:
+        self._reset()
+        register_after_fork(self, ForkAwareThreadLock._reset)
+
+    def _reset(self) -> None:
+        self._lock = threading.Lock()
+        self.acquire = self._lock.acquire
+        self.release = self._lock.release
+
+    def __enter__(self) -> bool:
+        return self._lock.__enter__()
+
+    def __exit__(self, *args: Any) -> None:
+        self._lock.__exit__(*args)
+
+
+class ForkAwareLocal(threading.local):
+    """Thread-local storage that a forked child gets back empty."""
+
+    def __init__(self) -> None:
+        register_after_fork(self, lambda obj: obj.__dict__.clear())
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), ()
+
+
+def _cleanup_tests() -> None:
+    """Used by CPython's test suite between test modules: run and forget finalizers."""
+    _run_finalizers(0)
+    _run_finalizers()
+
+
+__all__ += ["_exit_function", "_run_finalizers"]
