@@ -18,6 +18,23 @@ SIGTERM = _signal.SIGTERM
 SIGKILL = _signal.SIGKILL
 
 
+def _pidfd_works() -> bool:
+    pidfd_open = getattr(os, "pidfd_open", None)
+    if pidfd_open is None:
+        return False
+    try:
+        os.close(pidfd_open(os.getpid()))
+    except OSError:  # kernel older than 5.3, or a sandbox that forbids it
+        return False
+    return True
+
+
+# A pidfd is readable exactly when the child can be reaped. A pipe closed by the exiting child fires a little
+# earlier (before the kernel marks it a zombie), so is_alive() right after wait() could still say True; and a
+# child that closes all its fds would look finished. The pipe is the fallback for other POSIX systems.
+USE_PIDFD = _pidfd_works()
+
+
 class ChildPopen:
     """A child we created with fork() or posix_spawn(): ours to waitpid()."""
 

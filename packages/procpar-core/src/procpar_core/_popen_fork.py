@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from . import _util
-from ._popen_base import ChildPopen
+from ._popen_base import USE_PIDFD, ChildPopen
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs a spawn child ~10 ms
 if TYPE_CHECKING:
@@ -25,24 +25,28 @@ class PopenFork(ChildPopen):
         self._launch(process_obj)
 
     def _launch(self, process_obj: "BaseProcess") -> None:
-        # parent_r/child_w: EOF on parent_r when the child exits (the sentinel).
         # child_r/parent_w: EOF on child_r when the parent exits (the child's parent sentinel).
-        parent_r, child_w = os.pipe()
+        # The child's own sentinel is a pidfd, or parent_r/child_w where pidfds don't exist.
         child_r, parent_w = os.pipe()
+        parent_r = child_w = -1
+        if not USE_PIDFD:
+            parent_r, child_w = os.pipe()
         pid = os.fork()
         if pid == 0:
             code = 1
             try:
-                os.close(parent_r)
-                os.close(parent_w)
+                _util.close_fds(parent_r, parent_w)
                 for fd in _liveness_fds:
                     _util.close_fds(fd)
-                _liveness_fds[:] = [child_w]
+                _liveness_fds[:] = [child_w] if child_w >= 0 else []
                 code = process_obj._bootstrap(parent_sentinel=child_r)
             finally:
                 os._exit(code)
         self.pid = pid
-        os.close(child_w)
         os.close(child_r)
+        if USE_PIDFD:
+            parent_r = os.pidfd_open(pid)
+        else:
+            os.close(child_w)
         self.sentinel = parent_r
         self.finalizer = _util.Finalize(self, _util.close_fds, (parent_r, parent_w))

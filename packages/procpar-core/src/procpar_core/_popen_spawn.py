@@ -6,7 +6,7 @@ import os
 import sys
 
 from . import _util
-from ._popen_base import ChildPopen
+from ._popen_base import USE_PIDFD, ChildPopen
 from ._spawn import build_payload, get_executable, interpreter_args
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs a spawn child ~10 ms
@@ -39,17 +39,17 @@ class PopenSpawn(ChildPopen):
     def _launch(self, process_obj: "BaseProcess") -> None:
         payload = build_payload(self, process_obj, self.method)
         # data_r/data_w: the payload; the parent keeps data_w open, so EOF on data_r means it exited.
-        # sent_r/sent_w: the child keeps sent_w; EOF on sent_r means the child exited (the sentinel).
+        # The sentinel is a pidfd, or sent_r/sent_w (the child keeps sent_w) where pidfds don't exist.
         data_r, data_w = os.pipe()
-        sent_r, sent_w = os.pipe()
+        sent_r, sent_w = (-1, -1) if USE_PIDFD else os.pipe()
         try:
-            passed = [data_r, sent_w, *self._fds]
+            passed = [data_r, *([sent_w] if sent_w >= 0 else []), *self._fds]
             if getattr(sys, "frozen", False):
                 # A frozen executable has no -c; freeze_support() recognises the flag instead.
-                argv = [get_executable(), "--procpar-spawn", *(str(fd) for fd in passed)]
+                argv = [get_executable(), "--procpar-spawn"]
             else:
-                argv = [get_executable(), *interpreter_args(), "-c", _CHILD_CODE, "--procpar-spawn",
-                        *(str(fd) for fd in passed)]
+                argv = [get_executable(), *interpreter_args(), "-c", _CHILD_CODE, "--procpar-spawn"]
+            argv += [str(data_r), str(sent_w), *(str(fd) for fd in self._fds)]
             # DUP2 onto the same number clears close-on-exec for the child only.
             actions = [(os.POSIX_SPAWN_DUP2, fd, fd) for fd in passed]
             self.pid = os.posix_spawn(argv[0], argv, os.environ, file_actions=actions)
@@ -57,7 +57,10 @@ class PopenSpawn(ChildPopen):
             _util.close_fds(data_r, data_w, sent_r, sent_w)
             raise
         os.close(data_r)
-        os.close(sent_w)
+        if USE_PIDFD:
+            sent_r = os.pidfd_open(self.pid)
+        else:
+            os.close(sent_w)
         self.sentinel = sent_r
         self.finalizer = _util.Finalize(self, _util.close_fds, (sent_r, data_w))
         try:

@@ -137,7 +137,7 @@ def _load_payload(fd: int) -> Any:
 
 
 def main() -> None:
-    """Entry point of a spawn child: ``--procpar-spawn DATA_FD LIVENESS_FD [FD ...]``."""
+    """Entry point of a spawn child: ``--procpar-spawn DATA_FD LIVENESS_FD [FD ...]`` (LIVENESS_FD -1: none)."""
     argv = sys.argv
     try:
         start = argv.index("--procpar-spawn")
@@ -145,7 +145,8 @@ def main() -> None:
         raise SystemExit("procpar spawn child started without --procpar-spawn arguments") from None
     numbers = [int(x) for x in argv[start + 1 :]]
     data_fd, liveness_fd, passed = numbers[0], numbers[1], numbers[2:]
-    exitcode = run_child(data_fd, passed, parent_sentinel=data_fd, liveness_fd=liveness_fd)
+    exitcode = run_child(data_fd, passed, parent_sentinel=data_fd,
+                         liveness_fd=liveness_fd if liveness_fd >= 0 else None)
     sys.exit(exitcode)
 
 

@@ -1,5 +1,7 @@
 """Pickling for other processes: ``ForkingPickler``, ``register``, fd passing."""
 
+from __future__ import annotations
+
 
 from ._reduction import (
     HAVE_SEND_HANDLE,
