@@ -68,7 +68,10 @@ def deliver_challenge(connection: Any, authkey: bytes, digest_name: str = "sha25
         if not hmac.compare_digest(expected, mac):
             raise AuthenticationError("digest received was wrong: the peer does not know the authkey")
     except AuthenticationError:
-        connection.send_bytes(FAILURE)
+        try:
+            connection.send_bytes(FAILURE)
+        except OSError:
+            pass  # the peer already left; the authentication error is what matters
         raise
     connection.send_bytes(WELCOME)
 

@@ -1,0 +1,85 @@
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import pytest
+
+import procpar_core
+from procpar_core import reduction
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def test_unknown_serializer() -> None:
+    with pytest.raises(ValueError, match="unknown serializer 'json'"):
+        procpar_core.set_serializer("json")
+    assert procpar_core.get_serializer() == "pickle"
+
+
+def test_missing_cloudpickle_says_how_to_get_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "cloudpickle", None)
+    with pytest.raises(ImportError, match=r"procpar-core\[cloudpickle\]"):
+        procpar_core.set_serializer("cloudpickle")
+    assert procpar_core.get_serializer() == "pickle"
+
+
+def test_lambda_needs_cloudpickle() -> None:
+    a, b = procpar_core.Pipe()
+    with pytest.raises(Exception):
+        a.send(lambda x: x + 1)
+
+
+def test_cloudpickle_sends_lambdas_and_closures_to_children(run_script: Any) -> None:
+    pytest.importorskip("cloudpickle")
+    result = run_script(
+        """
+        import procpar_core
+        if __name__ == "__main__":
+            procpar_core.set_serializer("cloudpickle")
+            factor = 7
+            for m in procpar_core.get_all_start_methods():
+                ctx = procpar_core.get_context(m)
+                r, w = ctx.Pipe()
+                p = ctx.Process(target=lambda conn: conn.send((lambda x: x * factor)(6)), args=(w,))
+                p.start()
+                print(m, r.recv())
+                p.join(30)
+            a, b = procpar_core.Pipe()
+            a.send(lambda y: y - 1)
+            print("over pipe", b.recv()(10))
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    for m in procpar_core.get_all_start_methods():
+        assert f"{m} 42" in result.stdout
+    assert "over pipe 9" in result.stdout
+
+
+def test_forking_pickler_register_and_copyreg() -> None:
+    import copyreg
+    import io
+
+    class Special:
+        def __init__(self, v: int) -> None:
+            self.v = v
+
+    reduction.register(Special, lambda s: (int, (s.v,)))
+    assert reduction.loads(reduction.dumps(Special(5))) == 5
+    buf = io.BytesIO()
+    reduction.dump(Special(6), buf)
+    assert reduction.loads(buf.getvalue()) == 6
+
+    class Other:
+        pass
+
+    copyreg.pickle(Other, lambda o: (str, ("via copyreg",)))
+    try:
+        assert reduction.loads(reduction.dumps(Other())) == "via copyreg"
+    finally:
+        del copyreg.dispatch_table[Other]
+
+
+def test_objects_that_must_be_inherited() -> None:
+    with pytest.raises(RuntimeError, match="through inheritance"):
+        reduction.assert_spawning(object())
