@@ -249,7 +249,7 @@ def test_parent_sentinel_fires_when_parent_exits(ctx: Any) -> None:
     p.start()
     messages = [r.recv() for _ in range(3)]
     p.join(30)
-    assert messages[0][0] == "middle grandchild pid"
+    assert any(m[0] == "middle grandchild pid" for m in messages)  # sent by the middle process: any order
     assert ("watching", True) in messages
     assert ("parent gone", True, False) in messages
 
