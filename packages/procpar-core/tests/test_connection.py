@@ -6,11 +6,11 @@ import socket
 import struct
 from typing import Any
 
+import core_targets as t
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import core_targets as t
 import procpar_core
 from procpar_core import BufferTooShort
 from procpar_core.connection import Connection, Pipe, wait
@@ -290,7 +290,13 @@ def test_framing_roundtrip(messages: list[bytes]) -> None:
 
 
 @settings(max_examples=50, deadline=None)
-@given(st.recursive(st.none() | st.integers() | st.text() | st.binary(), lambda c: st.lists(c) | st.dictionaries(st.text(), c), max_leaves=30))
+@given(
+    st.recursive(
+        st.none() | st.integers() | st.text() | st.binary(),
+        lambda children: st.lists(children) | st.dictionaries(st.text(), children),
+        max_leaves=30,
+    )
+)
 def test_pickle_roundtrip(obj: Any) -> None:
     a, b = Pipe()
     a.send(obj)
@@ -303,3 +309,24 @@ def test_pipe_context_method_matches_module_function(ctx: Any) -> None:
     a, b = ctx.Pipe(duplex=False)
     assert isinstance(a, Connection) and not a.writable and not b.readable
     assert procpar_core.Pipe is Pipe
+
+
+def test_sendfds_recvfds() -> None:
+    from procpar_core.reduction import recvfds, sendfds
+
+    s1, s2 = socket.socketpair()
+    r, w = os.pipe()
+    sendfds(s1, [r, w])
+    got = recvfds(s2, 2)
+    assert len(got) == 2 and set(got).isdisjoint({r, w})
+    os.write(got[1], b"ok")
+    assert os.read(r, 2) == b"ok"
+    sendfds(s1, [r])
+    with pytest.raises(RuntimeError, match="expected 2"):
+        recvfds(s2, 2)
+    for fd in (r, w, *got):
+        os.close(fd)
+    s1.close()
+    with pytest.raises(EOFError):
+        recvfds(s2, 1)
+    s2.close()

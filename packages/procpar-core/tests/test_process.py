@@ -5,9 +5,9 @@ import signal
 import sys
 from typing import Any
 
+import core_targets as t
 import pytest
 
-import core_targets as t
 import procpar_core
 from procpar_core.connection import wait
 

@@ -4,9 +4,9 @@ import gc
 import os
 from typing import Any
 
+import core_targets as t
 import pytest
 
-import core_targets as t
 import procpar_core
 from procpar_core import util
 

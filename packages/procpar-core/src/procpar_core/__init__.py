@@ -6,10 +6,9 @@ Submodules: ``procpar_core.connection``, ``.context``, ``.process``, ``.reductio
 
 from __future__ import annotations
 
-
 from .__about__ import __version__
-from ._context import _default_context
 from ._context import Process as Process
+from ._context import _default_context
 from ._errors import AuthenticationError as AuthenticationError
 from ._errors import BufferTooShort as BufferTooShort
 from ._errors import ProcessError as ProcessError
@@ -21,6 +20,7 @@ from ._process import parent_process as parent_process
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs a spawn child ~10 ms
 if TYPE_CHECKING:
     from typing import Any
+
     from ._connection import Pipe as Pipe
 
 __all__ = [

@@ -23,7 +23,7 @@ from ._util import Finalize, get_temp_dir
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs a spawn child ~10 ms
 if TYPE_CHECKING:
-    from typing import Any, Iterable, Optional
+    from typing import Any, Iterable
 
 __all__ = [
     "Connection",
@@ -71,7 +71,7 @@ def _grow_pipe(fd: int) -> None:
 class Connection:
     """One end of a message channel over a pipe or a socket file descriptor."""
 
-    __slots__ = ("_handle", "_readable", "_writable", "__weakref__")
+    __slots__ = ("__weakref__", "_handle", "_readable", "_writable")
 
     def __init__(self, handle: int, readable: bool = True, writable: bool = True) -> None:
         handle = handle.__index__()
@@ -79,7 +79,7 @@ class Connection:
             raise ValueError("invalid handle")
         if not readable and not writable:
             raise ValueError("at least one of `readable` and `writable` must be True")
-        self._handle: Optional[int] = handle
+        self._handle: int | None = handle
         self._readable = readable
         self._writable = writable
 
@@ -143,7 +143,7 @@ class Connection:
 
     # -- sending ------------------------------------------------------------------------------------------
 
-    def send_bytes(self, buf: Any, offset: int = 0, size: Optional[int] = None) -> None:
+    def send_bytes(self, buf: Any, offset: int = 0, size: int | None = None) -> None:
         """Send ``buf[offset:offset + size]`` (a bytes-like object) as one message."""
         handle = self._handle
         if handle is None:
@@ -209,7 +209,7 @@ class Connection:
             if size != -1:
                 raise OSError(f"invalid message length {size} received: the peer is not speaking this protocol")
             (size,) = _LONG_LENGTH.unpack(_read_exact(handle, 8))
-        return size
+        return int(size)
 
     def _readable_handle(self) -> int:
         handle = self._handle
@@ -219,7 +219,7 @@ class Connection:
             raise OSError("connection is write-only")
         return handle
 
-    def recv_bytes(self, maxlength: Optional[int] = None) -> bytes:
+    def recv_bytes(self, maxlength: int | None = None) -> bytes:
         """Receive one message as bytes; ``OSError`` if it is longer than ``maxlength`` (then closed)."""
         handle = self._readable_handle()
         if maxlength is not None and maxlength < 0:
@@ -256,7 +256,7 @@ class Connection:
                 _readinto_exact(handle, target[offset : offset + size])
             return size
 
-    def poll(self, timeout: Optional[float] = 0.0) -> bool:
+    def poll(self, timeout: float | None = 0.0) -> bool:
         """True if a message (or EOF) is waiting; wait up to ``timeout`` seconds (None: forever)."""
         handle = self._readable_handle()
         return _poll_one(handle, timeout)
@@ -311,7 +311,7 @@ def _rebuild_connection(df: Any, readable: bool, writable: bool) -> Connection:
 
 # -- waiting ------------------------------------------------------------------------------------------------
 
-def _timeout_ms(timeout: Optional[float]) -> int:
+def _timeout_ms(timeout: float | None) -> int:
     if timeout is None:
         return -1
     if timeout <= 0:
@@ -322,7 +322,7 @@ def _timeout_ms(timeout: Optional[float]) -> int:
 
 if hasattr(select, "poll"):
 
-    def _poll_one(fd: int, timeout: Optional[float]) -> bool:
+    def _poll_one(fd: int, timeout: float | None) -> bool:
         poller = select.poll()
         poller.register(fd, select.POLLIN)
         if timeout is None or timeout <= 0:
@@ -337,7 +337,7 @@ if hasattr(select, "poll"):
 
 else:  # pragma: no cover - platforms without poll()
 
-    def _poll_one(fd: int, timeout: Optional[float]) -> bool:
+    def _poll_one(fd: int, timeout: float | None) -> bool:
         if timeout is not None and timeout < 0:
             timeout = 0
         return bool(select.select([fd], [], [], timeout)[0])
@@ -353,7 +353,7 @@ def _fileno_of(obj: Any) -> int:
     return int(fileno())
 
 
-def wait(object_list: Iterable[Any], timeout: Optional[float] = None) -> list[Any]:
+def wait(object_list: Iterable[Any], timeout: float | None = None) -> list[Any]:
     """Wait until at least one object of ``object_list`` is ready; return the ready ones.
 
     The objects are connections, sockets, process sentinels or anything with ``fileno()``. A connection is
@@ -385,7 +385,7 @@ def wait(object_list: Iterable[Any], timeout: Optional[float] = None) -> list[An
 
 # -- Pipe ---------------------------------------------------------------------------------------------------
 
-def Pipe(duplex: bool = True) -> tuple[Connection, Connection]:  # noqa: N802 - documented name
+def Pipe(duplex: bool = True) -> tuple[Connection, Connection]:
     """Return a pair of connected ``Connection`` objects.
 
     ``duplex=True``: both ends send and receive (a socket pair). ``duplex=False``: the first end only
@@ -460,7 +460,7 @@ class _SocketListener:
             raise
         self._family = family
         self._last_accepted: Any = None
-        self._unlink: Optional[Finalize] = None
+        self._unlink: Finalize | None = None
         if family == "AF_UNIX" and not _is_abstract(address):
             self._unlink = Finalize(self, os.unlink, args=(os.fspath(address),), exitpriority=0)
 
@@ -496,9 +496,9 @@ class Listener:
     def __init__(
         self,
         address: Any = None,
-        family: Optional[str] = None,
+        family: str | None = None,
         backlog: int = 1,
-        authkey: Optional[bytes] = None,
+        authkey: bytes | None = None,
     ) -> None:
         family = family or (address and address_type(address)) or default_family
         _validate_family(family)
@@ -508,7 +508,7 @@ class Listener:
             raise ValueError(f"address {address!r} does not belong to family {family}")
         if authkey is not None and not isinstance(authkey, bytes):
             raise TypeError(f"authkey should be a byte string, not {type(authkey).__name__}")
-        self._listener: Optional[_SocketListener] = _SocketListener(address, family, backlog)
+        self._listener: _SocketListener | None = _SocketListener(address, family, backlog)
         self._authkey = authkey
 
     def accept(self) -> Connection:
@@ -584,8 +584,8 @@ def _socket_client(address: Any, family: str) -> Connection:
         return Connection(s.detach())
 
 
-def Client(  # noqa: N802 - documented name
-    address: Any, family: Optional[str] = None, authkey: Optional[bytes] = None
+def Client(
+    address: Any, family: str | None = None, authkey: bytes | None = None
 ) -> Connection:
     """Connect to a ``Listener`` at ``address``; with ``authkey``, pass (and give) the HMAC challenge."""
     family = family or address_type(address)
@@ -603,6 +603,6 @@ def Client(  # noqa: N802 - documented name
     return conn
 
 
-def SocketClient(address: Any) -> Connection:  # noqa: N802 - stdlib-compatible name
+def SocketClient(address: Any) -> Connection:
     return _socket_client(address, address_type(address))
 

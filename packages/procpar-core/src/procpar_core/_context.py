@@ -15,7 +15,7 @@ from ._process import BaseProcess
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs a spawn child ~10 ms
 if TYPE_CHECKING:
-    from typing import Any, ClassVar, Mapping, Optional, Sequence
+    from typing import Any, ClassVar, Mapping, Sequence
 
 __all__ = [
     "BaseContext",
@@ -50,13 +50,13 @@ def _available_methods() -> list[str]:
 class _DefaultState:
     """The start method this process committed to (None until first use or ``set_start_method``)."""
 
-    method: Optional[str] = None
+    method: str | None = None
 
 
 _default_state = _DefaultState()
 
 
-def _force_start_method(method: Optional[str]) -> None:
+def _force_start_method(method: str | None) -> None:
     _default_state.method = method
 
 
@@ -69,7 +69,7 @@ class BaseContext:
     AuthenticationError = AuthenticationError
 
     Process: ClassVar[type[BaseProcess]]
-    _name: ClassVar[Optional[str]] = None
+    _name: ClassVar[str | None] = None
     # Contexts of the same family (core, or the meta-package's), by start method name.
     _family: Mapping[str, "BaseContext"]
 
@@ -84,13 +84,13 @@ class BaseContext:
             raise NotImplementedError("cannot determine number of cpus")
         return count
 
-    def Pipe(self, duplex: bool = True) -> tuple[Any, Any]:  # noqa: N802
+    def Pipe(self, duplex: bool = True) -> tuple[Any, Any]:
         """A pair of connected ``Connection`` objects (see ``procpar_core.connection.Pipe``)."""
         from ._connection import Pipe
 
         return Pipe(duplex)
 
-    def get_context(self, method: Optional[str] = None) -> "BaseContext":
+    def get_context(self, method: str | None = None) -> "BaseContext":
         """The context for start method ``method`` (this one if None)."""
         if method is None:
             return self
@@ -104,10 +104,10 @@ class BaseContext:
             raise ValueError(f"start method {method!r} is not available on {sys.platform}")
         return ctx
 
-    def get_start_method(self, allow_none: bool = False) -> Optional[str]:
+    def get_start_method(self, allow_none: bool = False) -> str | None:
         return self._name
 
-    def set_start_method(self, method: Optional[str], force: bool = False) -> None:
+    def set_start_method(self, method: str | None, force: bool = False) -> None:
         raise ValueError("cannot set start method of concrete context")
 
     def get_all_start_methods(self) -> list[str]:
@@ -179,7 +179,7 @@ class Process(BaseProcess):
     _start_method = None
 
     @staticmethod
-    def _Popen(process_obj: BaseProcess) -> Any:  # noqa: N802
+    def _Popen(process_obj: BaseProcess) -> Any:
         return _default_context.get_context().Process._Popen(process_obj)
 
     @staticmethod
@@ -191,7 +191,7 @@ class ForkProcess(BaseProcess):
     _start_method = "fork"
 
     @staticmethod
-    def _Popen(process_obj: BaseProcess) -> Any:  # noqa: N802
+    def _Popen(process_obj: BaseProcess) -> Any:
         from ._popen_fork import PopenFork
 
         return PopenFork(process_obj)
@@ -201,7 +201,7 @@ class SpawnProcess(BaseProcess):
     _start_method = "spawn"
 
     @staticmethod
-    def _Popen(process_obj: BaseProcess) -> Any:  # noqa: N802
+    def _Popen(process_obj: BaseProcess) -> Any:
         from ._popen_spawn import PopenSpawn
 
         return PopenSpawn(process_obj)
@@ -216,7 +216,7 @@ class ForkServerProcess(BaseProcess):
     _start_method = "forkserver"
 
     @staticmethod
-    def _Popen(process_obj: BaseProcess) -> Any:  # noqa: N802
+    def _Popen(process_obj: BaseProcess) -> Any:
         from ._popen_forkserver import PopenForkServer
 
         return PopenForkServer(process_obj)
@@ -245,14 +245,14 @@ class DefaultContext(BaseContext):
     def __init__(self, family: Mapping[str, BaseContext]) -> None:
         self._family = family
 
-    def get_context(self, method: Optional[str] = None) -> BaseContext:
+    def get_context(self, method: str | None = None) -> BaseContext:
         if method is None:
             if _default_state.method is None:
                 _default_state.method = default_start_method()
             return self._family[_default_state.method]
         return super().get_context(method)
 
-    def set_start_method(self, method: Optional[str], force: bool = False) -> None:
+    def set_start_method(self, method: str | None, force: bool = False) -> None:
         """Choose the start method for the whole program; once only unless ``force=True``."""
         if _default_state.method is not None and not force:
             raise RuntimeError("context has already been set")
@@ -261,7 +261,7 @@ class DefaultContext(BaseContext):
             return
         _default_state.method = self.get_context(method).get_start_method()
 
-    def get_start_method(self, allow_none: bool = False) -> Optional[str]:
+    def get_start_method(self, allow_none: bool = False) -> str | None:
         """The start method in use; with ``allow_none``, None if none was chosen yet."""
         if _default_state.method is None:
             if allow_none:

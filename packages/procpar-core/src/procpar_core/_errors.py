@@ -16,7 +16,7 @@ class BufferTooShort(ProcessError):
     """
 
 
-class TimeoutError(ProcessError):  # noqa: A001 - the documented name
+class TimeoutError(ProcessError):
     """A call with a timeout ran out of time."""
 
 

@@ -25,7 +25,7 @@ from . import _util
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs a spawn child ~10 ms
 if TYPE_CHECKING:
-    from typing import Any, Optional, Sequence
+    from typing import Any, Sequence
 
 __all__ = ["ForkServer", "ensure_running", "connect_to_new_process", "set_forkserver_preload"]
 
@@ -40,9 +40,9 @@ _SERVER_CODE = f"import sys; sys.path.insert(0, {_PACKAGE_ROOT!r}); from procpar
 class ForkServer:
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._address: Optional[str] = None
-        self._alive_w: Optional[int] = None
-        self._pid: Optional[int] = None
+        self._address: str | None = None
+        self._alive_w: int | None = None
+        self._pid: int | None = None
         self._preload: list[str] = ["__main__"]
 
     def set_forkserver_preload(self, modules_names: Sequence[str]) -> None:
@@ -163,7 +163,7 @@ def _rmdir_quiet(directory: str) -> None:
     shutil.rmtree(directory, ignore_errors=True)
 
 
-def _recv_exact(sock: Any, size: int) -> Optional[bytes]:
+def _recv_exact(sock: Any, size: int) -> bytes | None:
     data = b""
     while len(data) < size:
         chunk = sock.recv(size - len(data))
@@ -223,8 +223,8 @@ def _serve(listener_fd: int, alive_fd: int) -> None:
     os.set_blocking(sig_r, False)
     os.set_blocking(sig_w, False)
     # SIGINT goes to the whole terminal process group; the server must outlive a Ctrl-C of its user.
-    handlers = {signal.SIGCHLD: lambda *a: None, signal.SIGINT: signal.SIG_IGN}
-    old = {sig: signal.signal(sig, h) for sig, h in handlers.items()}
+    handlers: dict[int, Any] = {signal.SIGCHLD: _ignore_signal, signal.SIGINT: signal.SIG_IGN}
+    old: dict[int, Any] = {sig: signal.signal(sig, h) for sig, h in handlers.items()}
     signal.set_wakeup_fd(sig_w)
     children: dict[int, Any] = {}
     selector = selectors.DefaultSelector()
@@ -262,6 +262,11 @@ def _serve(listener_fd: int, alive_fd: int) -> None:
         _reap(children)
 
 
+def _ignore_signal(signum: int, frame: Any) -> None:
+    # A Python-level handler (not SIG_IGN) so that SIGCHLD is delivered and wakes the selector.
+    pass
+
+
 def _reap(children: dict[int, Any]) -> None:
     while children:
         try:
@@ -292,7 +297,7 @@ def _fork_child(conn: Any, children: dict[int, Any], server_objects: tuple[Any, 
                 os.close(fd)
             raise EOFError("client closed the connection mid-request")
         msg += rest
-    payload_len, nfds = REQUEST.unpack(msg)
+    _payload_len, nfds = REQUEST.unpack(msg)
     if nfds != len(fds):
         for fd in fds:
             os.close(fd)

@@ -10,8 +10,8 @@ import sys
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs a spawn child ~10 ms
 if TYPE_CHECKING:
-    from typing import Any, Optional, Union
     import logging
+    from typing import Any, Union
 
 # ``logging`` is imported on first use only: it pulls in ``re``, ``traceback`` and ``threading``, and the
 # spawn child's bootstrap must stay lean.
@@ -21,8 +21,8 @@ SUBWARNING = 25
 LOGGER_NAME = "procpar"
 DEFAULT_LOGGING_FORMAT = "[%(levelname)s/%(processName)s] %(message)s"
 
-_logger: Optional[logging.Logger] = None
-_stderr_handler: Optional[logging.Handler] = None
+_logger: logging.Logger | None = None
+_stderr_handler: logging.Handler | None = None
 
 
 def _set_process_name(record: Any) -> bool:
@@ -64,14 +64,14 @@ def log_to_stderr(level: Union[int, str, None] = None) -> logging.Logger:
     return logger
 
 
-def current_config() -> Optional[tuple[int, bool]]:
+def current_config() -> tuple[int, bool] | None:
     """What a spawned child needs to rebuild the logger: (level, stderr handler), or None if unused."""
     if _logger is None:
         return None
     return (_logger.level, _stderr_handler is not None)
 
 
-def apply_config(config: Optional[tuple[int, bool]]) -> None:
+def apply_config(config: tuple[int, bool] | None) -> None:
     if config is None:
         return
     level, to_stderr = config

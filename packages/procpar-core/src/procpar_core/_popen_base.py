@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
+# The numbers, not the enum: ``signal`` the module imports ``enum``; ``_signal`` is already loaded.
+import _signal  # type: ignore[import-not-found,unused-ignore]
 import os
 
 from ._connection import _poll_one
 from ._util import Finalize
 
-# The numbers, not the enum: ``signal`` the module imports ``enum``; ``_signal`` is already loaded.
-import _signal
-
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs a spawn child ~10 ms
 if TYPE_CHECKING:
-    from typing import Optional
+    pass
 
 SIGTERM = _signal.SIGTERM
 SIGKILL = _signal.SIGKILL
@@ -43,13 +42,13 @@ class ChildPopen:
     sentinel: int
 
     def __init__(self) -> None:
-        self.returncode: Optional[int] = None
-        self.finalizer: Optional[Finalize] = None
+        self.returncode: int | None = None
+        self.finalizer: Finalize | None = None
 
     def duplicate_for_child(self, fd: int) -> int:
         raise NotImplementedError(f"the {self.method} start method does not pickle process objects")
 
-    def poll(self, flag: int = os.WNOHANG) -> Optional[int]:
+    def poll(self, flag: int = os.WNOHANG) -> int | None:
         if self.returncode is None:
             try:
                 pid, status = os.waitpid(self.pid, flag)
@@ -60,7 +59,7 @@ class ChildPopen:
                 self.returncode = os.waitstatus_to_exitcode(status)
         return self.returncode
 
-    def wait(self, timeout: Optional[float] = None) -> Optional[int]:
+    def wait(self, timeout: float | None = None) -> int | None:
         if self.returncode is None:
             if timeout is not None:
                 if not _poll_one(self.sentinel, timeout):

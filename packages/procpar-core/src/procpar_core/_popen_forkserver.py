@@ -11,7 +11,8 @@ from ._spawn import build_payload
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs a spawn child ~10 ms
 if TYPE_CHECKING:
-    from typing import Any, Optional
+    from typing import Any
+
     from ._process import BaseProcess
 
 
@@ -19,13 +20,13 @@ class PopenForkServer:
     method = "forkserver"
 
     def __init__(self, process_obj: "BaseProcess") -> None:
-        self.returncode: Optional[int] = None
+        self.returncode: int | None = None
         self._fds: list[int] = []
         _util.flush_std_streams()
         payload = build_payload(self, process_obj, self.method)
         self.pid, self._sock = _forkserver.connect_to_new_process(self._fds, payload)
         self.sentinel = self._sock.fileno()
-        self.finalizer: Optional[_util.Finalize] = _util.Finalize(self, _close_socket, (self._sock,))
+        self.finalizer: _util.Finalize | None = _util.Finalize(self, _close_socket, (self._sock,))
 
     def duplicate_for_child(self, fd: int) -> int:
         try:
@@ -34,7 +35,7 @@ class PopenForkServer:
             self._fds.append(fd)
             return len(self._fds) - 1
 
-    def poll(self, flag: int = os.WNOHANG) -> Optional[int]:
+    def poll(self, flag: int = os.WNOHANG) -> int | None:
         if self.returncode is None:
             if flag == os.WNOHANG and not _poll_one(self.sentinel, 0):
                 return None
@@ -46,7 +47,7 @@ class PopenForkServer:
                 (self.returncode,) = _forkserver.STATUS.unpack(data)
         return self.returncode
 
-    def wait(self, timeout: Optional[float] = None) -> Optional[int]:
+    def wait(self, timeout: float | None = None) -> int | None:
         if self.returncode is None:
             if not _poll_one(self.sentinel, timeout):
                 return None

@@ -16,17 +16,17 @@ from ._log import info
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs a spawn child ~10 ms
 if TYPE_CHECKING:
-    from typing import Any, Callable, ClassVar, Iterable, Mapping, Optional, Protocol
+    from typing import Any, Callable, ClassVar, Iterable, Mapping, Protocol
 
     class Popen(Protocol):
         """The start-method specific handle on a child process."""
 
         pid: int
-        returncode: Optional[int]
+        returncode: int | None
         sentinel: int
 
-        def poll(self, flag: int = ...) -> Optional[int]: ...
-        def wait(self, timeout: Optional[float] = None) -> Optional[int]: ...
+        def poll(self, flag: int = ...) -> int | None: ...
+        def wait(self, timeout: float | None = None) -> int | None: ...
         def terminate(self) -> None: ...
         def kill(self) -> None: ...
         def close(self) -> None: ...
@@ -40,7 +40,7 @@ __all__ = [
 ]
 
 try:
-    ORIGINAL_DIR: Optional[str] = os.path.abspath(os.getcwd())
+    ORIGINAL_DIR: str | None = os.path.abspath(os.getcwd())
 except OSError:  # the working directory was removed
     ORIGINAL_DIR = None
 
@@ -71,10 +71,10 @@ def _signal_name(signum: int) -> str:
 class BaseProcess:
     """A process object; the start method is chosen by the subclass (see ``procpar_core.Process``)."""
 
-    _start_method: ClassVar[Optional[str]] = None
+    _start_method: ClassVar[str | None] = None
 
     @staticmethod
-    def _Popen(process_obj: "BaseProcess") -> Popen:  # noqa: N802 - stdlib-compatible hook name
+    def _Popen(process_obj: "BaseProcess") -> Popen:
         raise NotImplementedError
 
     @staticmethod
@@ -84,21 +84,21 @@ class BaseProcess:
     def __init__(
         self,
         group: None = None,
-        target: Optional[Callable[..., object]] = None,
-        name: Optional[str] = None,
+        target: Callable[..., object] | None = None,
+        name: str | None = None,
         args: Iterable[Any] = (),
-        kwargs: Optional[Mapping[str, Any]] = None,
+        kwargs: Mapping[str, Any] | None = None,
         *,
-        daemon: Optional[bool] = None,
+        daemon: bool | None = None,
     ) -> None:
         if group is not None:
             raise ValueError("group argument must be None for now")
         count = next(_process_counter)
-        self._identity: tuple[int, ...] = _current_process._identity + (count,)
+        self._identity: tuple[int, ...] = (*_current_process._identity, count)
         self._config: dict[str, Any] = _current_process._config.copy()
         self._parent_pid = os.getpid()
         self._parent_name = _current_process.name
-        self._popen: Optional[Popen] = None
+        self._popen: Popen | None = None
         self._closed = False
         self._target = target
         self._args = tuple(args)
@@ -145,7 +145,7 @@ class BaseProcess:
         if self._popen is not None:
             self._popen.kill()
 
-    def join(self, timeout: Optional[float] = None) -> None:
+    def join(self, timeout: float | None = None) -> None:
         """Wait until the child ends, or ``timeout`` seconds pass; check ``exitcode`` to know which."""
         self._check_closed()
         if self._parent_pid != os.getpid():
@@ -214,7 +214,7 @@ class BaseProcess:
         self._config["authkey"] = AuthenticationString(authkey)
 
     @property
-    def exitcode(self) -> Optional[int]:
+    def exitcode(self) -> int | None:
         """The child's exit code; ``-N`` if signal N ended it; None while it runs or before it starts."""
         self._check_closed()
         if self._popen is None:
@@ -222,7 +222,7 @@ class BaseProcess:
         return self._popen.poll()
 
     @property
-    def ident(self) -> Optional[int]:
+    def ident(self) -> int | None:
         self._check_closed()
         if self is _current_process:
             return os.getpid()
@@ -235,7 +235,7 @@ class BaseProcess:
         """A file descriptor that becomes ready (for ``wait()``) when the child ends."""
         self._check_closed()
         try:
-            return self._sentinel  # type: ignore[no-any-return]
+            return self._sentinel  # type: ignore[no-any-return,unused-ignore]
         except AttributeError:
             raise ValueError("process not started") from None
 
@@ -261,11 +261,11 @@ class BaseProcess:
             info_.append(f"exitcode={'-' + _signal_name(-exitcode) if exitcode < 0 else exitcode}")
         if self.daemon:
             info_.append("daemon")
-        return "<%s>" % " ".join(info_)
+        return f"<{' '.join(info_)}>"
 
     # -- in the child ---------------------------------------------------------------------------------------
 
-    def _bootstrap(self, parent_sentinel: Optional[int] = None) -> int:
+    def _bootstrap(self, parent_sentinel: int | None = None) -> int:
         """Run in the new child: reset per-process state, call ``run()``, return the exit code."""
         global _current_process, _parent_process, _process_counter, _children
         try:
@@ -339,14 +339,14 @@ class _MainProcess(BaseProcess):
 class _ParentProcess(BaseProcess):
     """What ``parent_process()`` returns in a child: name, pid and a sentinel that fires when it exits."""
 
-    def __init__(self, name: str, pid: int, sentinel: Optional[int]) -> None:
+    def __init__(self, name: str, pid: int, sentinel: int | None) -> None:
         self._identity = ()
         self._name = name
         self._pid = pid
         self._parent_pid = None  # type: ignore[assignment]
         self._popen = None
         self._closed = False
-        self._sentinel = sentinel
+        self._sentinel = sentinel  # type: ignore[assignment]
         self._config = {}
 
     def is_alive(self) -> bool:
@@ -360,9 +360,9 @@ class _ParentProcess(BaseProcess):
     def ident(self) -> int:
         return self._pid
 
-    pid = ident  # type: ignore[assignment]
+    pid = ident
 
-    def join(self, timeout: Optional[float] = None) -> None:
+    def join(self, timeout: float | None = None) -> None:
         if self._sentinel is None:
             raise ValueError("the parent's sentinel is not known in this process")
         from ._connection import wait
@@ -373,7 +373,7 @@ class _ParentProcess(BaseProcess):
         return f"<{type(self).__name__} name={self._name!r} pid={self._pid}>"
 
 
-_parent_process: Optional[BaseProcess] = None
+_parent_process: BaseProcess | None = None
 _current_process: BaseProcess = _MainProcess()
 _process_counter = itertools.count(1)
 _children: set[BaseProcess] = set()
@@ -386,7 +386,7 @@ def current_process() -> BaseProcess:
     return _current_process
 
 
-def parent_process() -> Optional[BaseProcess]:
+def parent_process() -> BaseProcess | None:
     """The parent's process object in a child; None in the main process."""
     return _parent_process
 

@@ -14,13 +14,13 @@ import sys
 try:
     from _pickle import PickleBuffer, Pickler, PicklingError, UnpicklingError, loads
 except ImportError:  # pragma: no cover - interpreters without the C accelerator
-    from pickle import PickleBuffer, Pickler, PicklingError, UnpicklingError, loads  # type: ignore[assignment]
+    from pickle import PickleBuffer, Pickler, PicklingError, UnpicklingError, loads
 
 import _thread
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs a spawn child ~10 ms
 if TYPE_CHECKING:
-    from typing import Any, Callable, ClassVar, Optional, Protocol
+    from typing import Any, Callable, ClassVar, Protocol
 
     class _Detachable(Protocol):
         def detach(self) -> int: ...
@@ -61,7 +61,7 @@ class ForkingPickler(Pickler):
     _table: ClassVar[dict[type, Callable[[Any], Any]]] = {}
     _table_source_len: ClassVar[int] = -1
 
-    def __init__(self, file: Any, protocol: Optional[int] = None, **kwargs: Any) -> None:
+    def __init__(self, file: Any, protocol: int | None = None, **kwargs: Any) -> None:
         super().__init__(file, HIGHEST_PROTOCOL if protocol is None else protocol, **kwargs)
         cls = ForkingPickler
         if cls._table_source_len != len(copyreg.dispatch_table) + len(cls._extra_reducers):
@@ -79,7 +79,7 @@ class ForkingPickler(Pickler):
         ForkingPickler._table_source_len = -1
 
     @classmethod
-    def dumps(cls, obj: Any, protocol: Optional[int] = None) -> memoryview:
+    def dumps(cls, obj: Any, protocol: int | None = None) -> memoryview:
         buf = io.BytesIO()
         cls(buf, protocol).dump(obj)
         return buf.getbuffer()
@@ -90,7 +90,7 @@ class ForkingPickler(Pickler):
 register = ForkingPickler.register
 
 
-def dumps(obj: Any, protocol: Optional[int] = None) -> memoryview:
+def dumps(obj: Any, protocol: int | None = None) -> memoryview:
     """Pickle ``obj`` with procpar's reducers; the highest protocol unless told otherwise."""
     buf = io.BytesIO()
     ForkingPickler(buf, protocol).dump(obj)
@@ -102,12 +102,12 @@ def dumps(obj: Any, protocol: Optional[int] = None) -> memoryview:
 _spawning = _thread._local()
 
 
-def get_spawning_popen() -> Optional[SpawningPopen]:
+def get_spawning_popen() -> SpawningPopen | None:
     """The popen pickling a process object in this thread right now, if any."""
     return getattr(_spawning, "popen", None)
 
 
-def set_spawning_popen(popen: Optional[SpawningPopen]) -> None:
+def set_spawning_popen(popen: SpawningPopen | None) -> None:
     _spawning.popen = popen
 
 
@@ -146,7 +146,7 @@ class _InheritedFd:
             ) from None
 
 
-def DupFd(fd: int) -> _Detachable:  # noqa: N802 - stdlib-compatible name
+def DupFd(fd: int) -> _Detachable:
     """Something picklable whose ``detach()`` gives the receiving process its own copy of ``fd``."""
     popen = get_spawning_popen()
     if popen is not None:
@@ -186,7 +186,7 @@ def _register_lazy_reducers() -> None:
 
 # -- passing fds over a unix-socket connection ------------------------------------------------------------
 
-def send_handle(conn: Any, handle: int, destination_pid: Optional[int] = None) -> None:
+def send_handle(conn: Any, handle: int, destination_pid: int | None = None) -> None:
     """Send the file descriptor ``handle`` over ``conn`` (a connection on a unix socket)."""
     import socket
 
@@ -207,3 +207,25 @@ def recv_handle(conn: Any) -> int:
                 os.close(fd)
             raise RuntimeError(f"expected one file descriptor from the peer, received {len(fds)}")
         return fds[0]
+
+
+def sendfds(sock: Any, fds: Any) -> None:
+    """Send the file descriptors ``fds`` over the unix socket ``sock``."""
+    import socket
+
+    fds = list(fds)
+    socket.send_fds(sock, [bytes([len(fds) % 256])], fds)
+
+
+def recvfds(sock: Any, size: int) -> list[int]:
+    """Receive ``size`` file descriptors sent with ``sendfds`` over the unix socket ``sock``."""
+    import socket
+
+    msg, fds, _flags, _addr = socket.recv_fds(sock, 1, size)
+    if not msg and not fds:
+        raise EOFError("the peer closed the socket before sending file descriptors")
+    if len(fds) != size or msg[0] != size % 256:
+        for fd in fds:
+            os.close(fd)
+        raise RuntimeError(f"expected {size} file descriptors from the peer, received {len(fds)}")
+    return list(fds)

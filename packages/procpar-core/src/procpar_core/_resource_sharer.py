@@ -15,7 +15,7 @@ from ._reduction import recv_handle, send_handle
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs a spawn child ~10 ms
 if TYPE_CHECKING:
-    from typing import Any, Callable, Optional
+    from typing import Any, Callable
 
 __all__ = ["SharedFd", "stop"]
 
@@ -28,13 +28,13 @@ class _ResourceSharer:
     def _reset(self) -> None:
         # The serving thread does not exist in a forked child, and the registered fds were the parent's.
         self._lock = threading.Lock()
-        self._cache: dict[int, tuple[Callable[[Any, Optional[int]], None], Callable[[], None]]] = {}
+        self._cache: dict[int, tuple[Callable[[Any, int | None], None], Callable[[], None]]] = {}
         self._next_key = 0
         self._listener: Any = None
         self._address: Any = None
-        self._thread: Optional[threading.Thread] = None
+        self._thread: threading.Thread | None = None
 
-    def register(self, send: Callable[[Any, Optional[int]], None], close: Callable[[], None]) -> tuple[Any, int]:
+    def register(self, send: Callable[[Any, int | None], None], close: Callable[[], None]) -> tuple[Any, int]:
         with self._lock:
             if self._address is None:
                 self._start()
@@ -97,7 +97,7 @@ class SharedFd:
     def __init__(self, fd: int) -> None:
         new_fd = os.dup(fd)
 
-        def send(conn: Any, pid: Optional[int]) -> None:
+        def send(conn: Any, pid: int | None) -> None:
             send_handle(conn, new_fd, pid)
 
         def close() -> None:

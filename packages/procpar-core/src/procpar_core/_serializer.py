@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import io
 
-from ._reduction import ForkingPickler, dumps as _pickle_dumps
+from ._reduction import ForkingPickler
+from ._reduction import dumps as _pickle_dumps
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs a spawn child ~10 ms
 if TYPE_CHECKING:
-    from typing import Any, Callable, Optional
+    from typing import Any, Callable
 
 __all__ = ["set_serializer", "get_serializer", "serialize", "SERIALIZERS"]
 
@@ -24,7 +25,7 @@ serialize: Callable[[Any], Any] = _pickle_dumps
 
 def _cloudpickle_dumps_factory() -> Callable[[Any], Any]:
     try:
-        import cloudpickle
+        import cloudpickle  # type: ignore[import-untyped,unused-ignore]
     except ImportError:
         raise ImportError(
             "the 'cloudpickle' serializer needs the cloudpickle package: "
@@ -35,7 +36,7 @@ def _cloudpickle_dumps_factory() -> Callable[[Any], Any]:
     base = cloudpickle.Pickler
 
     class _CloudForkingPickler(base):  # type: ignore[misc, valid-type]
-        def __init__(self, file: Any, protocol: Optional[int] = None) -> None:
+        def __init__(self, file: Any, protocol: int | None = None) -> None:
             super().__init__(file, protocol=5 if protocol is None else protocol)
             # procpar's fd reducers first, then cloudpickle's own table (which includes copyreg's).
             ForkingPickler(io.BytesIO())  # refreshes ForkingPickler._table

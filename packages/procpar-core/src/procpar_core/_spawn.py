@@ -16,7 +16,7 @@ from ._reduction import set_spawning_popen
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs a spawn child ~10 ms
 if TYPE_CHECKING:
-    from typing import Any, Optional
+    from typing import Any
 
     from ._reduction import SpawningPopen
 
@@ -24,7 +24,7 @@ __all__ = ["get_executable", "set_executable", "get_preparation_data", "build_pa
 
 PAYLOAD_HEADER = Struct("!QQ")
 
-_executable: Optional[str] = None
+_executable: str | None = None
 
 
 def get_executable() -> str:

@@ -11,7 +11,7 @@ import sys
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs a spawn child ~10 ms
 if TYPE_CHECKING:
-    from typing import Any, Optional
+    from typing import Any
 
 # True while the child re-runs the parent's main module and unpickles the process object: a program that
 # starts processes at import time (no ``if __name__ == '__main__':`` guard) must fail, not recurse.
@@ -77,8 +77,8 @@ def _install_main(module: Any) -> None:
 
 def _fixup_main_from_name(name: str) -> None:
     current = sys.modules.get("__main__")
-    if name == "__main__" or (current is not None and getattr(current, "__spec__", None) is not None
-                              and current.__spec__.name == name):
+    spec = getattr(current, "__spec__", None)
+    if name == "__main__" or (spec is not None and spec.name == name):
         return
     import runpy
     import types
@@ -150,8 +150,8 @@ def main() -> None:
     sys.exit(exitcode)
 
 
-def run_child(data_fd: int, passed_fds: list[int], parent_sentinel: Optional[int],
-              liveness_fd: Optional[int] = None) -> int:
+def run_child(data_fd: int, passed_fds: list[int], parent_sentinel: int | None,
+              liveness_fd: int | None = None) -> int:
     from . import _reduction
 
     _reduction._inherited_fds[:] = passed_fds

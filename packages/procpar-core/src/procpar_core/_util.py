@@ -15,7 +15,7 @@ from ._log import debug, info, sub_debug
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs a spawn child ~10 ms
 if TYPE_CHECKING:
-    from typing import Any, Callable, Mapping, Optional, Sequence
+    from typing import Any, Callable, Mapping, Sequence
 
 __all__ = [
     "Finalize",
@@ -44,20 +44,20 @@ class Finalize:
         obj: Any,
         callback: Callable[..., Any],
         args: Sequence[Any] = (),
-        kwargs: Optional[Mapping[str, Any]] = None,
-        exitpriority: Optional[int] = None,
+        kwargs: Mapping[str, Any] | None = None,
+        exitpriority: int | None = None,
     ) -> None:
         if exitpriority is not None and not isinstance(exitpriority, int):
             raise TypeError(f"exitpriority must be an int or None, not {type(exitpriority).__name__}")
         if obj is None and exitpriority is None:
             raise TypeError("a Finalize without an object needs an exitpriority, or it would never run")
-        self._weakref: Optional[weakref.ref[Any]] = None
+        self._weakref: weakref.ref[Any] | None = None
         if obj is not None:
             self._weakref = weakref.ref(obj, self)
-        self._callback: Optional[Callable[..., Any]] = callback
+        self._callback: Callable[..., Any] | None = callback
         self._args = tuple(args)
         self._kwargs = dict(kwargs or {})
-        self._key: Optional[tuple[Any, int]] = (exitpriority, next(_finalizer_counter))
+        self._key: tuple[Any, int] | None = (exitpriority, next(_finalizer_counter))
         self._pid = os.getpid()
         _finalizer_registry[self._key] = self
 
@@ -108,7 +108,7 @@ class Finalize:
         return text + ">"
 
 
-def _run_finalizers(minpriority: Optional[int] = None) -> None:
+def _run_finalizers(minpriority: int | None = None) -> None:
     """Run registered finalizers with ``exitpriority >= minpriority`` (all non-None ones if None)."""
     if minpriority is None:
         def wanted(key: tuple[Any, int]) -> bool:
@@ -208,7 +208,7 @@ def close_all_fds_except(fds: Sequence[int]) -> None:
     except (ValueError, OSError):
         max_fd = 256
     keep.append(max_fd)
-    for low, high in zip(keep, keep[1:]):
+    for low, high in itertools.pairwise(keep):
         os.closerange(low + 1, high)
 
 
@@ -241,7 +241,8 @@ class _DevNullStdin:
         return iter(self._open())
 
     def __next__(self) -> str:
-        return next(self._open())
+        line: str = next(self._open())
+        return line
 
     def __enter__(self) -> Any:
         return self._open()
@@ -257,7 +258,7 @@ def close_stdin() -> None:
     """A child process must not read the parent's terminal: stdin becomes /dev/null."""
     # The parent's stdin object is not closed: sys.__stdin__ keeps it, and it never owns fd 0 anyway.
     if sys.stdin is not None and not isinstance(sys.stdin, _DevNullStdin):
-        sys.stdin = _DevNullStdin()  # type: ignore[assignment]
+        sys.stdin = _DevNullStdin()  # type: ignore[assignment,unused-ignore]
 
 
 def _exit_function() -> None:

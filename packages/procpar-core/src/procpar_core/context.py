@@ -11,6 +11,7 @@ from ._context import (
     SpawnContext,
     SpawnProcess,
     default_start_method,
+    make_family,
 )
 from ._errors import AuthenticationError, BufferTooShort, ProcessError, TimeoutError
 
@@ -25,6 +26,7 @@ __all__ = [
     "SpawnProcess",
     "ForkServerProcess",
     "default_start_method",
+    "make_family",
     "ProcessError",
     "BufferTooShort",
     "TimeoutError",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from ._reduction import (
     HAVE_SEND_HANDLE,
     HIGHEST_PROTOCOL,
@@ -12,13 +11,15 @@ from ._reduction import (
     dumps,
     loads,
     recv_handle,
+    recvfds,
     register,
     send_handle,
+    sendfds,
 )
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs a spawn child ~10 ms
 if TYPE_CHECKING:
-    from typing import IO, Any, Optional
+    from typing import IO, Any
 
 __all__ = [
     "ForkingPickler",
@@ -29,12 +30,14 @@ __all__ = [
     "DupFd",
     "send_handle",
     "recv_handle",
+    "sendfds",
+    "recvfds",
     "assert_spawning",
     "HAVE_SEND_HANDLE",
     "HIGHEST_PROTOCOL",
 ]
 
 
-def dump(obj: Any, file: IO[bytes], protocol: Optional[int] = None) -> None:
+def dump(obj: Any, file: IO[bytes], protocol: int | None = None) -> None:
     """Pickle ``obj`` into ``file`` with procpar's reducers."""
     ForkingPickler(file, protocol).dump(obj)

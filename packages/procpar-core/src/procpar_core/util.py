@@ -88,4 +88,4 @@ def _cleanup_tests() -> None:
     _run_finalizers()
 
 
-__all__ += ["_exit_function", "_run_finalizers"]
+__all__ += ["_exit_function", "_run_finalizers", "_cleanup_tests"]

@@ -1,0 +1,109 @@
+"""procpar's public names against multiprocessing's."""
+
+from __future__ import annotations
+
+import importlib.util
+import multiprocessing
+from typing import Any
+
+import pytest
+
+import procpar
+from procpar._extensions import EXTENSIONS
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def _installed(import_name: str) -> bool:
+    return importlib.util.find_spec(import_name) is not None
+
+
+def test_every_multiprocessing_name_is_known() -> None:
+    for name in multiprocessing.__all__:
+        assert name in procpar.__all__, name
+        if name in EXTENSIONS and not _installed(EXTENSIONS[name][0]):
+            with pytest.raises(AttributeError, match=f"pip install {EXTENSIONS[name][1]}"):
+                getattr(procpar, name)
+        else:
+            assert getattr(procpar, name) is not None, name
+
+
+def test_core_names_are_the_core_objects() -> None:
+    import procpar_core
+
+    assert procpar.Process is procpar_core.Process
+    assert procpar.Pipe is procpar_core.Pipe
+    assert procpar.current_process is procpar_core.current_process
+    assert procpar.TimeoutError is procpar_core.TimeoutError
+    assert procpar.reducer is procpar_core.reduction
+
+
+@pytest.mark.parametrize("submodule", ["connection", "context", "process", "reduction", "util"])
+def test_documented_submodules(submodule: str) -> None:
+    mod = importlib.import_module(f"procpar.{submodule}")
+    std = importlib.import_module(f"multiprocessing.{submodule}")
+    assert getattr(procpar, submodule) is mod
+    public = {n for n in getattr(std, "__all__", ()) if not n.startswith("_")}
+    missing = {n for n in public if not hasattr(mod, n)}
+    # Windows-only names have no POSIX counterpart.
+    assert missing <= {"PipeConnection", "DupHandle", "duplicate", "steal_handle", "Popen"}, missing
+
+
+def test_unknown_attribute() -> None:
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        procpar.nope
+    assert "Process" in dir(procpar)
+
+
+def test_contexts_are_procpar_contexts_sharing_the_start_method() -> None:
+    import procpar_core
+
+    for method in procpar.get_all_start_methods():
+        ctx = procpar.get_context(method)
+        assert type(ctx).__module__ == "procpar._context"
+        assert ctx.get_context("spawn") is procpar.get_context("spawn")
+        assert ctx.Process is procpar_core.get_context(method).Process
+    assert procpar.get_start_method(allow_none=True) == procpar_core.get_start_method(allow_none=True)
+
+
+def test_context_names_of_missing_packages_say_what_to_install() -> None:
+    ctx: Any = procpar.get_context("spawn")
+    for name, (import_name, dist) in EXTENSIONS.items():
+        if not _installed(import_name):
+            with pytest.raises(AttributeError, match=f"pip install {dist}"):
+                getattr(ctx, name)
+    with pytest.raises(AttributeError, match="no attribute 'bogus'"):
+        ctx.bogus
+
+
+def test_program_written_for_multiprocessing_runs_unchanged(tmp_path: Any) -> None:
+    import os
+    import subprocess
+    import sys
+    import textwrap
+
+    script = tmp_path / "prog.py"
+    script.write_text(textwrap.dedent(
+        """
+        import procpar as multiprocessing
+        from procpar.connection import Listener, Client
+
+        def worker(conn, n):
+            conn.send(sum(i * i for i in range(n)))
+            conn.close()
+
+        if __name__ == "__main__":
+            for method in multiprocessing.get_all_start_methods():
+                ctx = multiprocessing.get_context(method)
+                parent, child = ctx.Pipe()
+                p = ctx.Process(target=worker, args=(child, 10))
+                p.start()
+                print(method, parent.recv())
+                p.join()
+        """
+    ))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60, env=env)
+    assert result.returncode == 0, result.stderr
+    for method in procpar.get_all_start_methods():
+        assert f"{method} 285" in result.stdout
