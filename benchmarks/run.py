@@ -1,0 +1,170 @@
+"""procpar against the stdlib's multiprocessing on the same workloads, in one run. See README.md."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from typing import Any, Callable
+
+# Nothing heavy at module level: spawn children re-import this file as __mp_main__.
+
+
+def noop() -> None:
+    pass
+
+
+def echo_bytes(conn: Any) -> None:
+    while True:
+        msg = conn.recv_bytes()
+        if not msg:
+            return
+        conn.send_bytes(msg)
+
+
+def sink(conn: Any, count: int) -> None:
+    total = 0
+    for _ in range(count):
+        total += len(conn.recv_bytes())
+    conn.send(total)
+
+
+def sink_simplex(reader: Any, ack: Any, count: int) -> None:
+    total = 0
+    for _ in range(count):
+        total += len(reader.recv_bytes())
+    ack.send(total)
+
+
+def _impls() -> dict[str, Any]:
+    import multiprocessing
+
+    import procpar
+
+    return {"procpar": procpar, "stdlib": multiprocessing}
+
+
+def bench_start(method: str, repeats: int) -> dict[str, float]:
+    impls = _impls()
+    contexts = {name: mod.get_context(method) for name, mod in impls.items()}
+    for ctx in contexts.values():  # warm up: starts the forkserver, fills caches
+        for _ in range(2):
+            p = ctx.Process(target=noop)
+            p.start()
+            p.join()
+    samples: dict[str, list[float]] = {name: [] for name in contexts}
+    for _ in range(repeats):
+        for name, ctx in contexts.items():
+            t0 = time.perf_counter()
+            p = ctx.Process(target=noop)
+            p.start()
+            p.join()
+            samples[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(s) * 1e3 for name, s in samples.items()}
+
+
+def _with_child(impl: Any, target: Callable[..., None], *args: Any) -> Any:
+    ctx = impl.get_context("fork")
+    p = ctx.Process(target=target, args=args)
+    p.start()
+    return p
+
+
+def bench_pipe_latency(rounds: int) -> dict[str, float]:
+    results: dict[str, list[float]] = {}
+    msg = b"x" * 64
+    for _ in range(3):
+        for name, impl in _impls().items():
+            a, b = impl.get_context("fork").Pipe()
+            p = _with_child(impl, echo_bytes, b)
+            b.close()
+            for _ in range(200):
+                a.send_bytes(msg)
+                a.recv_bytes()
+            send, recv = a.send_bytes, a.recv_bytes
+            t0 = time.perf_counter()
+            for _ in range(rounds):
+                send(msg)
+                recv()
+            elapsed = time.perf_counter() - t0
+            a.send_bytes(b"")
+            p.join()
+            results.setdefault(name, []).append(elapsed / rounds * 1e6)
+    return {name: statistics.median(v) for name, v in results.items()}
+
+
+def bench_pipe_bandwidth(duplex: bool, size: int, count: int) -> dict[str, float]:
+    data = os.urandom(size)
+    results: dict[str, list[float]] = {}
+    for _ in range(3):
+        for name, impl in _impls().items():
+            ctx = impl.get_context("fork")
+            if duplex:
+                a, b = ctx.Pipe()
+                p = _with_child(impl, sink, b, count)
+                b.close()
+                writer, ack = a, a
+            else:
+                reader, writer = ctx.Pipe(duplex=False)
+                ack_r, ack_w = ctx.Pipe(duplex=False)
+                p = _with_child(impl, sink_simplex, reader, ack_w, count)
+                reader.close()
+                ack_w.close()
+                ack = ack_r
+            t0 = time.perf_counter()
+            for _ in range(count):
+                writer.send_bytes(data)
+            total = ack.recv()
+            elapsed = time.perf_counter() - t0
+            p.join()
+            assert total == size * count
+            results.setdefault(name, []).append(size * count / elapsed / 1e6)
+    return {name: statistics.median(v) for name, v in results.items()}
+
+
+WORKLOADS: dict[str, tuple[str, str, float, Callable[[bool], dict[str, float]]]] = {
+    # name: (unit, direction, target ratio, runner)
+    "start-fork": ("ms", "lower", 0.8, lambda q: bench_start("fork", 60 if q else 300)),
+    "start-spawn": ("ms", "lower", 0.7, lambda q: bench_start("spawn", 8 if q else 30)),
+    "start-forkserver": ("ms", "lower", 0.3, lambda q: bench_start("forkserver", 30 if q else 150)),
+    "pipe-latency": ("us", "lower", 0.7, lambda q: bench_pipe_latency(3000 if q else 20000)),
+    "pipe-bandwidth": ("MB/s", "higher", 1.1, lambda q: bench_pipe_bandwidth(True, 16 << 20, 8 if q else 32)),
+    "pipe-bandwidth-simplex": ("MB/s", "higher", 0.0, lambda q: bench_pipe_bandwidth(False, 16 << 20, 8 if q else 32)),
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions")
+    parser.add_argument("--only", action="append", choices=sorted(WORKLOADS), help="run only these")
+    parser.add_argument("--json", help="write the figures to this file")
+    args = parser.parse_args()
+    import procpar
+
+    print(f"procpar {procpar.__version__} vs multiprocessing, Python {sys.version.split()[0]}, "
+          f"{os.cpu_count()} CPUs")
+    print(f"{'workload':<24}{'procpar':>12}{'stdlib':>12}  {'ratio':>7}  target")
+    report: dict[str, Any] = {}
+    for name, (unit, direction, target, runner) in WORKLOADS.items():
+        if args.only and name not in args.only:
+            continue
+        res = runner(args.quick)
+        ratio = res["procpar"] / res["stdlib"]
+        if target:
+            ok = ratio <= target if direction == "lower" else ratio >= target
+            goal = f"{'<=' if direction == 'lower' else '>='} {target}x {'met' if ok else 'MISSED'}"
+        else:
+            goal = "-"
+        print(f"{name:<24}{res['procpar']:>9.3f} {unit:<3}{res['stdlib']:>8.3f} {unit:<3} {ratio:>6.2f}x  {goal}",
+              flush=True)
+        report[name] = {"unit": unit, **res, "ratio": ratio, "target": target, "direction": direction}
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(report, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
