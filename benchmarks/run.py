@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
-import statistics
 import sys
 import time
-from typing import Any, Callable
 
-# Nothing heavy at module level: spawn children re-import this file as __mp_main__.
+# Nothing more at module level: spawn children re-import this file as __mp_main__, and what it imports would
+# be paid by both implementations' children alike, hiding their difference.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable
+
+
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
 
 
 def noop() -> None:
@@ -63,7 +69,7 @@ def bench_start(method: str, repeats: int) -> dict[str, float]:
             p.start()
             p.join()
             samples[name].append(time.perf_counter() - t0)
-    return {name: statistics.median(s) * 1e3 for name, s in samples.items()}
+    return {name: _median(s) * 1e3 for name, s in samples.items()}
 
 
 def _with_child(impl: Any, target: Callable[..., None], *args: Any) -> Any:
@@ -93,7 +99,7 @@ def bench_pipe_latency(rounds: int) -> dict[str, float]:
             a.send_bytes(b"")
             p.join()
             results.setdefault(name, []).append(elapsed / rounds * 1e6)
-    return {name: statistics.median(v) for name, v in results.items()}
+    return {name: _median(v) for name, v in results.items()}
 
 
 def bench_pipe_bandwidth(duplex: bool, size: int, count: int) -> dict[str, float]:
@@ -122,7 +128,7 @@ def bench_pipe_bandwidth(duplex: bool, size: int, count: int) -> dict[str, float
             p.join()
             assert total == size * count
             results.setdefault(name, []).append(size * count / elapsed / 1e6)
-    return {name: statistics.median(v) for name, v in results.items()}
+    return {name: _median(v) for name, v in results.items()}
 
 
 WORKLOADS: dict[str, tuple[str, str, float, Callable[[bool], dict[str, float]]]] = {
@@ -137,6 +143,9 @@ WORKLOADS: dict[str, tuple[str, str, float, Callable[[bool], dict[str, float]]]]
 
 
 def main() -> None:
+    import argparse
+    import json
+
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer repetitions")
     parser.add_argument("--only", action="append", choices=sorted(WORKLOADS), help="run only these")

@@ -27,10 +27,14 @@ class PopenFork(ChildPopen):
     def _launch(self, process_obj: "BaseProcess") -> None:
         # child_r/parent_w: EOF on child_r when the parent exits (the child's parent sentinel).
         # The child's own sentinel is a pidfd, or parent_r/child_w where pidfds don't exist.
+        # Everything the parent can prepare happens before fork(): until the child exits, each page the parent
+        # writes is copied, so the parent does as little as possible between fork() and its return.
         child_r, parent_w = os.pipe()
         parent_r = child_w = -1
         if not USE_PIDFD:
             parent_r, child_w = os.pipe()
+        owned = [parent_w]
+        self.finalizer = _util.Finalize(self, _close_owned, (owned,))
         pid = os.fork()
         if pid == 0:
             code = 1
@@ -48,5 +52,9 @@ class PopenFork(ChildPopen):
             parent_r = os.pidfd_open(pid)
         else:
             os.close(child_w)
+        owned.append(parent_r)
         self.sentinel = parent_r
-        self.finalizer = _util.Finalize(self, _util.close_fds, (parent_r, parent_w))
+
+
+def _close_owned(fds: list[int]) -> None:
+    _util.close_fds(*fds)
