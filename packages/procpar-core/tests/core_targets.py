@@ -80,6 +80,11 @@ def echo(conn: Connection, count: int = 1) -> None:
         conn.send_bytes(conn.recv_bytes())
 
 
+def relay(reader: Connection, writer: Connection, count: int) -> None:
+    for _ in range(count):
+        writer.send_bytes(reader.recv_bytes())
+
+
 def echo_objects(conn: Connection) -> None:
     """Send every object back until None arrives."""
     while True:

@@ -165,6 +165,23 @@ def test_message_sizes_through_a_child(ctx: Any, size: int) -> None:
     assert p.exitcode == 0
 
 
+@pytest.mark.parametrize("size", [65537, 5 * 1024 * 1024 + 3])
+def test_large_messages_over_a_simplex_pipe(ctx: Any, size: int) -> None:
+    # Pipes and sockets read large bodies differently (capped reads vs MSG_WAITALL): both must be exact.
+    to_child_r, to_child_w = ctx.Pipe(duplex=False)
+    back_r, back_w = ctx.Pipe(duplex=False)
+    p = ctx.Process(target=t.relay, args=(to_child_r, back_w, 3))
+    p.start()
+    to_child_r.close()
+    back_w.close()
+    payloads = [os.urandom(size) for _ in range(3)]
+    for payload in payloads:
+        to_child_w.send_bytes(payload)
+        assert back_r.recv_bytes() == payload
+    p.join(30)
+    assert p.exitcode == 0
+
+
 def test_long_message_header_roundtrip(monkeypatch: pytest.MonkeyPatch) -> None:
     # Messages of 2 GiB or more use the -1 + 8-byte length header; lower the limit to test it cheaply.
     from procpar_core import _connection
