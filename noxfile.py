@@ -26,7 +26,8 @@ PYTHONS = os.environ.get("PROCPAR_PYTHONS", "3.10 3.11 3.12 3.13").split()
 # short name -> (distribution, import name, procpar distributions it depends on)
 PACKAGES: dict[str, tuple[str, str, list[str]]] = {
     "core": ("procpar-core", "procpar_core", []),
-    "meta": ("procpar", "procpar", ["procpar-core"]),
+    "sync": ("procpar-sync", "procpar_sync", ["procpar-core"]),
+    "meta": ("procpar", "procpar", ["procpar-core", "procpar-sync"]),
 }
 ALL_IMPORT_NAMES = ["procpar_core", "procpar_sync", "procpar_shm", "procpar_managers", "procpar_pool", "procpar"]
 TEST_DEPS = ["pytest>=7", "pytest-timeout>=2.1", "hypothesis>=6", "cloudpickle>=2.0"]

@@ -44,11 +44,23 @@ if TYPE_CHECKING:
     from typing import Any
 
     from procpar_core import Pipe as Pipe
+    from procpar_sync import Barrier as Barrier
+    from procpar_sync import BoundedSemaphore as BoundedSemaphore
+    from procpar_sync import Condition as Condition
+    from procpar_sync import Event as Event
+    from procpar_sync import JoinableQueue as JoinableQueue
+    from procpar_sync import Lock as Lock
+    from procpar_sync import Queue as Queue
+    from procpar_sync import RLock as RLock
+    from procpar_sync import Semaphore as Semaphore
+    from procpar_sync import SimpleQueue as SimpleQueue
 
     from . import connection as connection
     from . import context as context
     from . import process as process
+    from . import queues as queues
     from . import reduction as reduction
+    from . import synchronize as synchronize
     from . import util as util
 
 __all__ = [
@@ -74,7 +86,7 @@ allow_connection_pickling = _default_context.allow_connection_pickling
 set_serializer = _default_context.set_serializer
 get_serializer = _default_context.get_serializer
 
-_SUBMODULES = frozenset({"connection", "context", "process", "reduction", "util"})
+_SUBMODULES = frozenset({"connection", "context", "process", "reduction", "util", "synchronize", "queues"})
 
 
 def __getattr__(name: str) -> Any:

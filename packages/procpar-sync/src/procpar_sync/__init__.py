@@ -1,0 +1,25 @@
+"""procpar-sync: process-shared Lock, RLock, Semaphore, BoundedSemaphore, Condition, Event, Barrier and queues.
+
+Every primitive rests on one compiled process-shared semaphore (``procpar_sync._psem``) in anonymous shared
+memory passed by file descriptor. Public submodules: ``procpar_sync.synchronize`` and ``procpar_sync.queues``.
+"""
+
+from __future__ import annotations
+
+from .__about__ import __version__ as __version__
+from ._queues import Empty as Empty
+from ._queues import Full as Full
+from ._queues import JoinableQueue as JoinableQueue
+from ._queues import Queue as Queue
+from ._queues import SimpleQueue as SimpleQueue
+from ._synchronize import Barrier as Barrier
+from ._synchronize import BoundedSemaphore as BoundedSemaphore
+from ._synchronize import BrokenBarrierError as BrokenBarrierError
+from ._synchronize import Condition as Condition
+from ._synchronize import Event as Event
+from ._synchronize import Lock as Lock
+from ._synchronize import RLock as RLock
+from ._synchronize import Semaphore as Semaphore
+
+__all__ = ["Lock", "RLock", "Semaphore", "BoundedSemaphore", "Condition", "Event", "Barrier",
+           "BrokenBarrierError", "Queue", "SimpleQueue", "JoinableQueue", "Empty", "Full"]

@@ -1,0 +1,70 @@
+"""Child-process functions for procpar-sync's tests (importable by spawn and forkserver children)."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+
+def hold_then_release(lock: Any, held: Any, go: Any) -> None:
+    lock.acquire()
+    held.set()
+    go.wait(30)
+    lock.release()
+
+
+def try_acquire(lock: Any, result: Any) -> None:
+    result.put(lock.acquire(timeout=0.05))
+
+
+def increment(counter_lock: Any, queue: Any, n: int) -> None:
+    for _ in range(n):
+        with counter_lock:
+            queue.put(os.getpid())
+
+
+def wait_on_condition(cond: Any, ready: Any, out: Any) -> None:
+    with cond:
+        ready.release()
+        out.put(cond.wait(30))
+
+
+def wait_event(event: Any, out: Any) -> None:
+    out.put(event.wait(30))
+
+
+def barrier_wait(barrier: Any, out: Any) -> None:
+    out.put(barrier.wait(30))
+
+
+def produce(queue: Any, start: int, count: int) -> None:
+    for i in range(start, start + count):
+        queue.put(i)
+
+
+def consume(queue: Any, out: Any, count: int) -> None:
+    total = [queue.get(timeout=30) for _ in range(count)]
+    out.put(total)
+
+
+def joinable_worker(queue: Any) -> None:
+    while True:
+        item = queue.get(timeout=30)
+        queue.task_done()
+        if item is None:
+            return
+
+
+def semaphore_user(sem: Any, out: Any) -> None:
+    got = sem.acquire(timeout=30)
+    out.put(got)
+    time.sleep(0)
+
+
+def consume_simple(queue: Any, out: Any, count: int) -> None:
+    out.put([queue.get() for _ in range(count)])
+
+
+def report_ownership(lock: Any, out: Any) -> None:
+    out.put((lock._semlock.is_mine(), lock._semlock.count()))

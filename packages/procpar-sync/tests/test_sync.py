@@ -1,0 +1,390 @@
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import time
+from typing import Any
+
+import pytest
+import sync_targets as t
+
+import procpar_sync as ps
+from procpar_sync import _psem
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def test_lock_semantics() -> None:
+    lock = ps.Lock()
+    assert lock.acquire()
+    assert not lock.acquire(False)
+    assert not lock.acquire(True, 0.01)
+    assert not lock.acquire(timeout=-1)  # a negative timeout means zero
+    lock.release()
+    with pytest.raises(ValueError, match="released too many times"):
+        lock.release()
+    with lock:
+        assert "owner=MainProcess|MainThread" in repr(lock)
+    assert "owner=None" in repr(lock)
+
+
+def test_lock_timeout_is_honoured() -> None:
+    lock = ps.Lock()
+    lock.acquire()
+    start = time.monotonic()
+    assert not lock.acquire(timeout=0.2)
+    assert 0.19 <= time.monotonic() - start < 5
+    lock.release()
+
+
+def test_rlock_semantics() -> None:
+    rlock = ps.RLock()
+    assert rlock.acquire() and rlock.acquire()
+    assert "2" in repr(rlock)
+    rlock.release()
+    rlock.release()
+    with pytest.raises(AssertionError, match="not owned"):
+        rlock.release()
+
+
+def test_rlock_owned_by_another_thread_cannot_be_released() -> None:
+    import threading
+
+    rlock = ps.RLock()
+    rlock.acquire()
+    errors: list[BaseException] = []
+
+    def other() -> None:
+        try:
+            rlock.release()
+        except BaseException as exc:
+            errors.append(exc)
+
+    th = threading.Thread(target=other)
+    th.start()
+    th.join(30)
+    assert len(errors) == 1 and isinstance(errors[0], AssertionError)
+    rlock.release()
+
+
+def test_semaphores() -> None:
+    sem = ps.Semaphore(2)
+    assert sem.get_value() == 2
+    assert sem.acquire() and sem.acquire() and not sem.acquire(False)
+    sem.release()
+    sem.release()
+    sem.release()  # an unbounded semaphore may grow
+    assert sem.get_value() == 3
+    bounded = ps.BoundedSemaphore(1)
+    bounded.acquire()
+    bounded.release()
+    with pytest.raises(ValueError):
+        bounded.release()
+    with pytest.raises(ValueError):
+        ps.Semaphore(-1)
+    assert "value=" in repr(sem) and "maxvalue=1" in repr(bounded)
+
+
+def test_acquire_argument_errors() -> None:
+    lock = ps.Lock()
+    with pytest.raises(TypeError):
+        lock.acquire(True, 1, 2)  # type: ignore[call-arg]
+    with pytest.raises(TypeError):
+        lock.acquire(bogus=1)  # type: ignore[call-arg]
+    with pytest.raises(TypeError):
+        lock.acquire(True, "soon")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="NaN"):
+        lock.acquire(True, float("nan"))
+
+
+def test_compiled_semaphore_checks_its_slot() -> None:
+    with pytest.raises(ValueError, match="8-aligned"):
+        _psem.Semaphore(bytearray(16), 3, 1, 1)
+    with pytest.raises(ValueError, match="8-aligned"):
+        _psem.Semaphore(bytearray(16), 16, 1, 1)
+    with pytest.raises(ValueError, match="maxvalue"):
+        _psem.Semaphore(bytearray(16), 0, 2, 1)
+    with pytest.raises(BufferError, match="not writable"):
+        _psem.Semaphore(b"readonly", 0, 1, 1)
+
+
+def test_sharing_outside_process_creation_is_refused() -> None:
+    import pickle
+
+    for obj in (ps.Lock(), ps.RLock(), ps.Semaphore(), ps.Condition(), ps.Event(), ps.Barrier(2), ps.Queue(),
+                ps.SimpleQueue()):
+        with pytest.raises(RuntimeError, match="through inheritance"):
+            pickle.dumps(obj)
+
+
+def test_lock_across_processes(ctx: Any) -> None:
+    lock = ps.Lock()
+    held, go = ps.Event(), ps.Event()
+    result = ps.Queue()
+    holder = ctx.Process(target=t.hold_then_release, args=(lock, held, go))
+    holder.start()
+    assert held.wait(30)
+    assert not lock.acquire(False)
+    other = ctx.Process(target=t.try_acquire, args=(lock, result))
+    other.start()
+    assert result.get(timeout=30) is False
+    go.set()
+    holder.join(30)
+    other.join(30)
+    assert lock.acquire(timeout=30)
+    lock.release()
+
+
+def test_condition_notify_across_processes(ctx: Any) -> None:
+    cond = ps.Condition()
+    ready = ps.Semaphore(0)
+    out = ps.Queue()
+    procs = [ctx.Process(target=t.wait_on_condition, args=(cond, ready, out)) for _ in range(2)]
+    for p in procs:
+        p.start()
+    for _ in procs:
+        assert ready.acquire(timeout=30)
+    with cond:
+        cond.notify()
+    assert out.get(timeout=30) is True
+    with cond:
+        cond.notify_all()
+    assert out.get(timeout=30) is True
+    for p in procs:
+        p.join(30)
+        assert p.exitcode == 0
+
+
+def test_condition_rules_and_wait_for() -> None:
+    cond = ps.Condition(ps.Lock())
+    with pytest.raises(AssertionError, match="acquire"):
+        cond.wait(0)
+    with pytest.raises(AssertionError, match="acquire"):
+        cond.notify()
+    with cond:
+        assert cond.wait(0.01) is False
+        assert cond.wait_for(lambda: False, timeout=0.05) is False
+        assert cond.wait_for(lambda: 5) == 5
+    assert "Condition" in repr(cond)
+
+
+def test_event_across_processes(ctx: Any) -> None:
+    event = ps.Event()
+    out = ps.Queue()
+    assert not event.is_set()
+    assert event.wait(0.01) is False
+    p = ctx.Process(target=t.wait_event, args=(event, out))
+    p.start()
+    event.set()
+    assert out.get(timeout=30) is True
+    assert event.is_set() and event.wait(0)
+    event.clear()
+    assert not event.is_set()
+    p.join(30)
+
+
+def test_barrier_across_processes(ctx: Any) -> None:
+    barrier = ps.Barrier(3, action=None, timeout=30)
+    out = ps.Queue()
+    procs = [ctx.Process(target=t.barrier_wait, args=(barrier, out)) for _ in range(2)]
+    for p in procs:
+        p.start()
+    mine = barrier.wait()
+    indices = sorted([mine, out.get(timeout=30), out.get(timeout=30)])
+    assert indices == [0, 1, 2]
+    for p in procs:
+        p.join(30)
+    assert barrier.parties == 3 and barrier.n_waiting == 0 and not barrier.broken
+
+
+def test_barrier_action_abort_reset_timeout() -> None:
+    calls: list[int] = []
+    barrier = ps.Barrier(1, action=lambda: calls.append(1))
+    assert barrier.wait() == 0 and calls == [1]
+    b2 = ps.Barrier(2)
+    with pytest.raises(ps.BrokenBarrierError):
+        b2.wait(timeout=0.05)  # nobody else comes: the barrier breaks
+    assert b2.broken
+    b2.reset()
+    assert not b2.broken
+    b2.abort()
+    with pytest.raises(ps.BrokenBarrierError):
+        b2.wait()
+    with pytest.raises(ValueError):
+        ps.Barrier(0)
+    failing = ps.Barrier(1, action=lambda: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        failing.wait()
+    assert failing.broken
+
+
+def test_queue_basics() -> None:
+    q = ps.Queue(maxsize=2)
+    assert q.empty() and not q.full()
+    q.put(1)
+    q.put_nowait({"two": 2})
+    assert q.full()
+    with pytest.raises(queue.Full):
+        q.put(3, timeout=0.01)
+    with pytest.raises(queue.Full):
+        q.put_nowait(3)
+    assert q.get() == 1
+    assert q.get(timeout=30) == {"two": 2}
+    with pytest.raises(queue.Empty):
+        q.get(timeout=0.01)
+    with pytest.raises(queue.Empty):
+        q.get_nowait()
+    with pytest.raises(queue.Empty):
+        q.get(block=False)
+    q.close()
+    with pytest.raises(ValueError, match="closed"):
+        q.put(1)
+    with pytest.raises(ValueError, match="closed"):
+        q.get()
+    q.join_thread()
+
+
+def test_queue_put_of_unpicklable_fails_in_the_caller() -> None:
+    q = ps.Queue()
+    with pytest.raises(Exception, match="pickle"):
+        q.put(lambda: None)
+    q.put("still works")
+    assert q.get(timeout=30) == "still works"
+    assert q.qsize() == 0
+
+
+def test_queue_join_thread_requires_close() -> None:
+    q = ps.Queue()
+    with pytest.raises(AssertionError, match="not closed"):
+        q.join_thread()
+    q.cancel_join_thread()
+
+
+def test_queue_order_many_producers_consumers(ctx: Any) -> None:
+    q = ps.Queue()
+    out = ps.Queue()
+    producers = [ctx.Process(target=t.produce, args=(q, k * 1000, 200)) for k in range(2)]
+    consumers = [ctx.Process(target=t.consume, args=(q, out, 200)) for _ in range(2)]
+    for p in producers + consumers:
+        p.start()
+    results = [out.get(timeout=30) for _ in consumers]
+    for p in producers + consumers:
+        p.join(30)
+        assert p.exitcode == 0
+    everything = sorted(x for r in results for x in r)
+    assert everything == sorted(list(range(200)) + list(range(1000, 1200)))
+    # items from one producer arrive in order at each consumer
+    for r in results:
+        for base in (0, 1000):
+            mine = [x for x in r if base <= x < base + 1000]
+            assert mine == sorted(mine)
+
+
+def test_queue_qsize_and_large_items() -> None:
+    q = ps.Queue()
+    big = os.urandom(3 << 20)
+    for i in range(5):
+        q.put((i, big))
+    assert q.qsize() == 5
+    for i in range(5):
+        assert q.get(timeout=30) == (i, big)
+
+
+def test_joinable_queue(ctx: Any) -> None:
+    q = ps.JoinableQueue()
+    p = ctx.Process(target=t.joinable_worker, args=(q,))
+    p.start()
+    for i in range(10):
+        q.put(i)
+    q.put(None)
+    q.join()
+    p.join(30)
+    assert p.exitcode == 0
+    with pytest.raises(ValueError, match="too many times"):
+        q.task_done()
+
+
+def test_simple_queue(ctx: Any) -> None:
+    q = ps.SimpleQueue()
+    out = ps.SimpleQueue()
+    assert q.empty()
+    p = ctx.Process(target=t.consume_simple, args=(q, out, 3))
+    p.start()
+    for i in range(3):
+        q.put(i)
+    assert out.get() == [0, 1, 2]
+    p.join(30)
+    q.close()
+    with pytest.raises(OSError):
+        q.put(1)
+
+
+def test_semaphore_across_processes(ctx: Any) -> None:
+    sem = ps.Semaphore(0)
+    out = ps.Queue()
+    p = ctx.Process(target=t.semaphore_user, args=(sem, out))
+    p.start()
+    sem.release()
+    assert out.get(timeout=30) is True
+    p.join(30)
+
+
+def test_blocking_acquire_wakes_for_ctrl_c(run_script: Any) -> None:
+    result = run_script(
+        """
+        import os, signal, threading, time, procpar_sync
+        lock = procpar_sync.Lock()
+        lock.acquire()
+        threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT)).start()
+        start = time.monotonic()
+        try:
+            lock.acquire()
+        except KeyboardInterrupt:
+            print("interrupted after", round(time.monotonic() - start, 1))
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert "interrupted after" in result.stdout
+
+
+def test_sigkill_leaves_nothing_behind(run_script: Any) -> None:
+    before = set(os.listdir("/dev/shm")) if os.path.isdir("/dev/shm") else set()
+    result = run_script(
+        """
+        import os, signal, sys, procpar_core, procpar_sync
+        def hold(lock, q):
+            lock.acquire()
+            q.put("holding")
+            signal.pause()
+        if __name__ == "__main__":
+            ctx = procpar_core.get_context(sys.argv[1])
+            lock, q = procpar_sync.Lock(), procpar_sync.Queue()
+            children = [ctx.Process(target=hold, args=(procpar_sync.Lock(), q)) for _ in range(2)]
+            for c in children:
+                c.start()
+            for c in children:
+                q.get(timeout=30)
+            for c in children:
+                os.kill(c.pid, signal.SIGKILL)
+            os.kill(os.getpid(), signal.SIGKILL)
+        """,
+        "spawn",
+    )
+    assert result.returncode == -signal.SIGKILL
+    after = set(os.listdir("/dev/shm")) if os.path.isdir("/dev/shm") else set()
+    assert not {n for n in after - before if "procpar" in n}
+
+
+def test_after_fork_the_child_does_not_own_the_parents_lock() -> None:
+    import procpar_core
+
+    lock = ps.RLock()
+    lock.acquire()
+    ctx = procpar_core.get_context("fork")
+    out = ps.SimpleQueue()
+    p = ctx.Process(target=t.report_ownership, args=(lock, out))
+    p.start()
+    assert out.get() == (False, 0)
+    p.join(30)
+    lock.release()
