@@ -245,13 +245,27 @@ def test_queue_basics() -> None:
     q.join_thread()
 
 
-def test_queue_put_of_unpicklable_fails_in_the_caller() -> None:
-    q = ps.Queue()
-    with pytest.raises(Exception, match="pickle"):
-        q.put(lambda: None)
+def test_queue_put_of_unpicklable_reports_and_keeps_working(capfd: pytest.CaptureFixture[str]) -> None:
+    q = ps.Queue(maxsize=1)
+    q.put(lambda: None)  # like the stdlib: reported, dropped, no exception in the producer
+    assert "pickle" in capfd.readouterr().err
     q.put("still works")
+    assert q.qsize() == 1
     assert q.get(timeout=30) == "still works"
-    assert q.qsize() == 0
+    assert q.empty()
+
+
+def test_queue_feeder_error_hook_can_be_overridden() -> None:
+    seen: list[Any] = []
+
+    class Recording(ps.Queue):
+        def _on_queue_feeder_error(self, e: BaseException, obj: Any) -> None:  # type: ignore[override]
+            seen.append((type(e), obj))
+
+    q = Recording()
+    bad = lambda: None
+    q.put(bad)
+    assert len(seen) == 1 and seen[0][1] is bad
 
 
 def test_queue_join_thread_requires_close() -> None:

@@ -317,6 +317,8 @@ def _recv_waitall(handle: int, size: int) -> bytes:
 
     sock = socket.socket(fileno=handle)
     try:
+        # A socket object made with socket.setdefaulttimeout() in force would switch the fd to non-blocking.
+        sock.settimeout(None)
         data = sock.recv(size, socket.MSG_WAITALL)
         if len(data) == size:
             return data
@@ -442,6 +444,9 @@ def Pipe(duplex: bool = True) -> tuple[Connection, Connection]:
         import socket
 
         s1, s2 = socket.socketpair()
+        # Connections block; a socket.setdefaulttimeout() of the program must not make these non-blocking.
+        s1.setblocking(True)
+        s2.setblocking(True)
         try:
             return Connection(s1.detach()), Connection(s2.detach())
         finally:

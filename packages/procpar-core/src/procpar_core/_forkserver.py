@@ -100,6 +100,7 @@ class ForkServer:
         address = os.path.join(directory, "sock")
         listener = socket.socket(socket.AF_UNIX)
         try:
+            listener.settimeout(None)
             listener.bind(address)
             os.chmod(address, 0o600)
             listener.listen(128)
@@ -135,6 +136,7 @@ class ForkServer:
         address = self.ensure_running()
         sock = socket.socket(socket.AF_UNIX)
         try:
+            sock.settimeout(None)
             sock.connect(address)
             sock.sendmsg([REQUEST.pack(len(payload), len(fds))],
                          [(socket.SOL_SOCKET, socket.SCM_RIGHTS, bytes(memoryview(_as_int_array(fds))))]

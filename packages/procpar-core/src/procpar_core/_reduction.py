@@ -191,6 +191,7 @@ def send_handle(conn: Any, handle: int, destination_pid: int | None = None) -> N
     import socket
 
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM, fileno=os.dup(conn.fileno())) as s:
+        s.settimeout(None)
         socket.send_fds(s, [b"F"], [handle])
 
 
@@ -199,6 +200,7 @@ def recv_handle(conn: Any) -> int:
     import socket
 
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM, fileno=os.dup(conn.fileno())) as s:
+        s.settimeout(None)
         msg, fds, _flags, _addr = socket.recv_fds(s, 1, 1)
         if not msg and not fds:
             raise EOFError("the peer closed the connection before sending a file descriptor")

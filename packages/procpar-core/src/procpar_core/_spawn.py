@@ -137,7 +137,12 @@ def build_payload(popen: SpawningPopen, process_obj: Any, start_method: str) -> 
     from ._reduction import dumps as pickle_dumps
 
     _check_not_bootstrapping()
-    prep = pickle_dumps(get_preparation_data(process_obj.name, start_method))
+    data = get_preparation_data(process_obj.name, start_method)
+    tracker = sys.modules.get("procpar_core._resource_tracker")
+    if tracker is not None and tracker._resource_tracker._fd is not None:
+        # The child reports to the same tracker: its write end travels like any inherited fd.
+        data["tracker_fd"] = popen.duplicate_for_child(tracker._resource_tracker._fd)
+    prep = pickle_dumps(data)
     set_spawning_popen(popen)
     try:
         obj = _serializer.serialize(process_obj)

@@ -61,6 +61,10 @@ def prepare(data: dict[str, Any]) -> None:
         from . import _serializer
 
         _serializer.set_serializer(data["serializer"])
+    if "tracker_fd" in data:
+        from . import _reduction, _resource_tracker
+
+        _resource_tracker._resource_tracker._adopt(_reduction._inherited_fds[data["tracker_fd"]])
     if "start_method" in data:
         from ._context import _force_start_method
 

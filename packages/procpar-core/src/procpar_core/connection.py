@@ -1,6 +1,6 @@
 """Connections between processes: ``Pipe``, ``Listener``, ``Client``, ``wait`` and the HMAC challenge."""
 
-from ._auth import answer_challenge, deliver_challenge
+from ._auth import CHALLENGE, FAILURE, WELCOME, answer_challenge, deliver_challenge
 from ._connection import (
     BUFSIZE,
     CONNECTION_TIMEOUT,
@@ -34,4 +34,7 @@ __all__ = [
     "BUFSIZE",
     "CONNECTION_TIMEOUT",
     "SocketClient",
+    "CHALLENGE",
+    "WELCOME",
+    "FAILURE",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 
 from ._log import (
@@ -18,7 +19,9 @@ from ._log import (
 )
 from ._util import (
     Finalize,
+    _afterfork_registry,
     _exit_function,
+    _finalizer_registry,
     _run_finalizers,
     close_all_fds_except,
     close_fds,
@@ -82,10 +85,15 @@ class ForkAwareLocal(threading.local):
         return type(self), ()
 
 
+# Linux has the abstract unix-socket namespace (addresses starting with a NUL byte).
+abstract_sockets_supported = sys.platform.startswith("linux")
+
+
 def _cleanup_tests() -> None:
     """Used by CPython's test suite between test modules: run and forget finalizers."""
     _run_finalizers(0)
     _run_finalizers()
 
 
-__all__ += ["_exit_function", "_run_finalizers", "_cleanup_tests"]
+__all__ += ["_exit_function", "_run_finalizers", "_cleanup_tests", "_finalizer_registry", "_afterfork_registry",
+            "abstract_sockets_supported"]

@@ -104,7 +104,13 @@ class Queue:
         """Put ``obj`` in the queue; wait for room if it is full (``queue.Full`` after ``timeout``)."""
         if self._closed:
             raise ValueError(f"Queue {self!r} is closed")
-        payload = _serialize(obj)
+        try:
+            payload = _serialize(obj)
+        except Exception as exc:
+            # As with the stdlib, a put() of something unpicklable does not raise: the error goes to this
+            # hook (which prints it), the item is dropped, and the queue keeps working.
+            self._on_queue_feeder_error(exc, obj)
+            return
         if not self._sem.acquire(block, timeout):
             raise Full
         with self._notempty:
@@ -210,6 +216,13 @@ class Queue:
                 rest = rest[os.write(handle, rest) :]
 
     @staticmethod
+    def _on_queue_feeder_error(e: BaseException, obj: Any) -> None:
+        """Called when ``obj`` cannot be pickled for the queue; override it to handle that differently."""
+        import traceback
+
+        traceback.print_exc()
+
+    @staticmethod
     def _finalize_join(twr: Any) -> None:
         thread = twr()
         if thread is not None:
@@ -285,7 +298,11 @@ class JoinableQueue(Queue):
     def put(self, obj: Any, block: bool = True, timeout: float | None = None) -> None:
         if self._closed:
             raise ValueError(f"Queue {self!r} is closed")
-        payload = _serialize(obj)
+        try:
+            payload = _serialize(obj)
+        except Exception as exc:
+            self._on_queue_feeder_error(exc, obj)
+            return
         if not self._sem.acquire(block, timeout):
             raise Full
         with self._notempty, self._cond:

@@ -285,7 +285,7 @@ class Event:
             return False
 
     def __repr__(self) -> str:
-        return f"<{type(self).__name__} {'set' if self.is_set() else 'unset'}>"
+        return f"<{type(self).__name__} at {id(self):#x} {'set' if self.is_set() else 'unset'}>"
 
 
 _FILLING, _DRAINING, _RESETTING, _BROKEN = 0, 1, -1, -2

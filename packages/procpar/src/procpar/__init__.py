@@ -86,7 +86,8 @@ allow_connection_pickling = _default_context.allow_connection_pickling
 set_serializer = _default_context.set_serializer
 get_serializer = _default_context.get_serializer
 
-_SUBMODULES = frozenset({"connection", "context", "process", "reduction", "util", "synchronize", "queues"})
+_SUBMODULES = frozenset({"connection", "context", "process", "reduction", "util", "synchronize", "queues",
+                         "resource_tracker"})
 
 
 def __getattr__(name: str) -> Any:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 
-from procpar_core.context import BaseContext, DefaultContext, ForkContext, ForkServerContext, SpawnContext
+from procpar_core import context as _core
 
 from ._extensions import EXTENSIONS, load, missing
 
@@ -16,8 +16,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-__all__ = ["FullContextMixin", "ProcparForkContext", "ProcparSpawnContext", "ProcparForkServerContext",
-           "ProcparDefaultContext", "family", "default_context"]
+__all__ = ["FullContextMixin", "ForkContext", "SpawnContext", "ForkServerContext", "DefaultContext", "family",
+           "default_context"]
 
 
 class FullContextMixin:
@@ -34,27 +34,27 @@ class FullContextMixin:
         return functools.partial(factory, ctx=self.get_context())  # type: ignore[attr-defined,unused-ignore]
 
 
-class ProcparForkContext(FullContextMixin, ForkContext):
-    pass
+class ForkContext(FullContextMixin, _core.ForkContext):
+    """fork, with the API of every procpar package installed."""
 
 
-class ProcparSpawnContext(FullContextMixin, SpawnContext):
-    pass
+class SpawnContext(FullContextMixin, _core.SpawnContext):
+    """spawn, with the API of every procpar package installed."""
 
 
-class ProcparForkServerContext(FullContextMixin, ForkServerContext):
-    pass
+class ForkServerContext(FullContextMixin, _core.ForkServerContext):
+    """forkserver, with the API of every procpar package installed."""
 
 
-class ProcparDefaultContext(FullContextMixin, DefaultContext):
-    pass
+class DefaultContext(FullContextMixin, _core.DefaultContext):
+    """The default context, with the API of every procpar package installed."""
 
 
-def _make_family() -> dict[str, BaseContext]:
+def _make_family() -> dict[str, _core.BaseContext]:
     from procpar_core.context import make_family
 
-    return make_family(ProcparForkContext, ProcparSpawnContext, ProcparForkServerContext)
+    return make_family(ForkContext, SpawnContext, ForkServerContext)
 
 
 family = _make_family()
-default_context = ProcparDefaultContext(family)
+default_context = DefaultContext(family)

@@ -1,0 +1,161 @@
+"""A tracker process that cleans up named resources (shared memory segments, folders) left behind.
+
+A program registers each named resource it creates and unregisters it when it removes it. The tracker reads
+those notices from a pipe whose write end every process of the program inherits; when the last of them
+exits (normally or killed), the pipe reaches EOF and the tracker removes whatever is still registered,
+warning about each kind it had to clean. One tracker serves a whole process tree: fork children inherit the
+write end, spawn and forkserver children receive it at creation.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Callable
+
+__all__ = ["ensure_running", "register", "unregister", "getfd", "main"]
+
+_MAX_LINE = 512  # below PIPE_BUF: each notice is written atomically, whatever other processes write
+
+
+def _unlink_shared_memory(name: str) -> None:
+    path = os.path.join("/dev/shm", name.lstrip("/"))
+    os.unlink(path)
+
+
+def _remove_folder(name: str) -> None:
+    import shutil
+
+    shutil.rmtree(name)
+
+
+_CLEANUP_FUNCS: dict[str, Callable[[str], None]] = {
+    "noop": lambda name: None,
+    "shared_memory": _unlink_shared_memory,
+    "folder": _remove_folder,
+}
+_TRACKER_CODE = "from procpar_core._resource_tracker import main; main()"
+
+
+class ResourceTracker:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._fd: int | None = None
+        self._pid: int | None = None
+
+    def getfd(self) -> int | None:
+        self.ensure_running()
+        return self._fd
+
+    def _running(self) -> bool:
+        if self._fd is None:
+            return False
+        if self._pid is None:
+            return True  # inherited from the process that started it
+        try:
+            pid, _ = os.waitpid(self._pid, os.WNOHANG)
+        except ChildProcessError:
+            return False
+        return pid == 0
+
+    def ensure_running(self) -> None:
+        """Start the tracker unless this process tree already has one."""
+        with self._lock:
+            if self._running():
+                return
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+            from ._popen_spawn import _PACKAGE_ROOT
+            from ._spawn import get_executable, interpreter_args
+
+            r, w = os.pipe()
+            try:
+                code = f"import sys; sys.path.insert(0, {_PACKAGE_ROOT!r}); {_TRACKER_CODE}"
+                argv = [get_executable(), *interpreter_args(), "-c", code, "--procpar-tracker", str(r)]
+                self._pid = os.posix_spawn(argv[0], argv, os.environ, file_actions=[(os.POSIX_SPAWN_DUP2, r, r)])
+            except BaseException:
+                os.close(w)
+                raise
+            finally:
+                os.close(r)
+            self._fd = w
+
+    def _send(self, verb: str, name: str, rtype: str) -> None:
+        if rtype not in _CLEANUP_FUNCS:
+            raise ValueError(f"cannot track {rtype!r} resources; known types: {sorted(_CLEANUP_FUNCS)}")
+        line = f"{verb}:{rtype}:{name}\n".encode()
+        if len(line) > _MAX_LINE:
+            raise ValueError(f"resource name too long to track: {name!r}")
+        self.ensure_running()
+        assert self._fd is not None
+        os.write(self._fd, line)
+
+    def register(self, name: str, rtype: str) -> None:
+        """Remove ``name`` (a resource of type ``rtype``) if the program ends without unregistering it."""
+        self._send("REGISTER", name, rtype)
+
+    def unregister(self, name: str, rtype: str) -> None:
+        """``name`` was removed by the program: nothing to clean up."""
+        self._send("UNREGISTER", name, rtype)
+
+    def _after_fork_in_child(self) -> None:
+        self._lock = threading.Lock()
+        self._pid = None
+
+    def _adopt(self, fd: int) -> None:
+        """Use the tracker whose write end a spawn or forkserver child received."""
+        self._fd = fd
+        self._pid = None
+
+
+_resource_tracker = ResourceTracker()
+ensure_running = _resource_tracker.ensure_running
+register = _resource_tracker.register
+unregister = _resource_tracker.unregister
+getfd = _resource_tracker.getfd
+os.register_at_fork(after_in_child=_resource_tracker._after_fork_in_child)
+
+
+def main(fd: int | None = None) -> None:
+    """The tracker process: collect notices until every writer is gone, then clean up."""
+    import signal
+    import warnings
+
+    if fd is None:
+        fd = int(sys.argv[sys.argv.index("--procpar-tracker") + 1])
+    # The tracker must outlive Ctrl-C and a polite kill of its program to do its job.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    for stdio in (0,):
+        try:
+            os.close(stdio)
+        except OSError:
+            pass
+    registry: dict[str, set[str]] = {rtype: set() for rtype in _CLEANUP_FUNCS}
+    with open(fd, "rb") as pipe:
+        for raw in pipe:
+            try:
+                verb, rtype, name = raw.decode().rstrip("\n").split(":", 2)
+                if verb == "REGISTER":
+                    registry[rtype].add(name)
+                elif verb == "UNREGISTER":
+                    registry[rtype].discard(name)
+                else:
+                    raise ValueError(verb)
+            except Exception:
+                sys.stderr.write(f"procpar resource tracker: ignoring malformed notice {raw!r}\n")
+    for rtype, names in registry.items():
+        if not names:
+            continue
+        warnings.warn(f"resource_tracker: There appear to be {len(names)} leaked {rtype} objects to clean up "
+                      "at shutdown", UserWarning, stacklevel=1)
+        for name in sorted(names):
+            try:
+                _CLEANUP_FUNCS[rtype](name)
+            except Exception as exc:
+                warnings.warn(f"resource_tracker: {name!r}: {exc!r}", UserWarning, stacklevel=1)
