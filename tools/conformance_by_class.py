@@ -15,7 +15,8 @@ from collections import defaultdict
 from typing import Any
 
 AREAS = [
-    ("process", r"TestProcess|TestSubclassingProcess|TestNoForkBomb|TestForkAwareThreadLock|TestCloseFds|TestStdinBad|TestFlags|TestIgnoreEINTR|_TestProcess|TestSpawn"),
+    ("process", r"TestProcess|TestSubclassingProcess|TestNoForkBomb|TestForkAwareThreadLock|TestCloseFds"
+                r"|TestStdinBad|TestFlags|TestIgnoreEINTR|_TestProcess|TestSpawn"),
     ("start-method", r"TestStartMethod|MiscTestCase"),
     ("connection", r"TestConnection|TestPicklingConnections|TestInvalidHandle|OtherTest|TestInvalidFamily"),
     ("listener", r"TestListener"),
@@ -32,7 +33,8 @@ AREAS = [
 
 
 def load(path: str) -> dict[str, dict[str, str]]:
-    data = json.load(open(path))
+    with open(path) as f:
+        data = json.load(f)
     out: dict[str, dict[str, str]] = {}
     for run in data["runs"]:
         out[run["start_method"]] = {t["id"]: t for t in run["tests"]}
