@@ -131,6 +131,76 @@ def bench_pipe_bandwidth(duplex: bool, size: int, count: int) -> dict[str, float
     return {name: _median(v) for name, v in results.items()}
 
 
+def bench_lock_pair(rounds: int) -> dict[str, float]:
+    results: dict[str, list[float]] = {}
+    for _ in range(5):
+        for name, impl in _impls().items():
+            lock = impl.Lock()
+            acquire, release = lock.acquire, lock.release
+            t0 = time.perf_counter()
+            for _ in range(rounds):
+                acquire()
+                release()
+            results.setdefault(name, []).append((time.perf_counter() - t0) / rounds * 1e9)
+    return {name: _median(v) for name, v in results.items()}
+
+
+def queue_consumer(q: Any, count: int, done: Any) -> None:
+    get = q.get
+    for _ in range(count):
+        get()
+    done.put(count)
+
+
+def bench_queue_throughput(count: int) -> dict[str, float]:
+    results: dict[str, list[float]] = {}
+    for _ in range(3):
+        for name, impl in _impls().items():
+            ctx = impl.get_context("fork")
+            q, done = ctx.Queue(), ctx.Queue()
+            p = ctx.Process(target=queue_consumer, args=(q, count, done))
+            p.start()
+            put = q.put
+            t0 = time.perf_counter()
+            for i in range(count):
+                put(i)
+            done.get()
+            elapsed = time.perf_counter() - t0
+            p.join()
+            results.setdefault(name, []).append(count / elapsed)
+    return {name: _median(v) for name, v in results.items()}
+
+
+def queue_echo(inq: Any, outq: Any) -> None:
+    while True:
+        item = inq.get()
+        if item is None:
+            return
+        outq.put(item)
+
+
+def bench_queue_latency(rounds: int) -> dict[str, float]:
+    results: dict[str, list[float]] = {}
+    for _ in range(3):
+        for name, impl in _impls().items():
+            ctx = impl.get_context("fork")
+            inq, outq = ctx.Queue(), ctx.Queue()
+            p = ctx.Process(target=queue_echo, args=(inq, outq))
+            p.start()
+            for _ in range(50):
+                inq.put(1)
+                outq.get()
+            t0 = time.perf_counter()
+            for _ in range(rounds):
+                inq.put(1)
+                outq.get()
+            # one put-to-get hop is half a round trip
+            results.setdefault(name, []).append((time.perf_counter() - t0) / rounds / 2 * 1e6)
+            inq.put(None)
+            p.join()
+    return {name: _median(v) for name, v in results.items()}
+
+
 WORKLOADS: dict[str, tuple[str, str, float, Callable[[bool], dict[str, float]]]] = {
     # name: (unit, direction, target ratio, runner)
     "start-fork": ("ms", "lower", 0.8, lambda q: bench_start("fork", 60 if q else 300)),
@@ -139,6 +209,9 @@ WORKLOADS: dict[str, tuple[str, str, float, Callable[[bool], dict[str, float]]]]
     "pipe-latency": ("us", "lower", 0.7, lambda q: bench_pipe_latency(3000 if q else 20000)),
     "pipe-bandwidth": ("MB/s", "higher", 1.1, lambda q: bench_pipe_bandwidth(True, 16 << 20, 8 if q else 32)),
     "pipe-bandwidth-simplex": ("MB/s", "higher", 0.0, lambda q: bench_pipe_bandwidth(False, 16 << 20, 8 if q else 32)),
+    "lock-pair": ("ns", "lower", 1.1, lambda q: bench_lock_pair(200_000 if q else 1_000_000)),
+    "queue-throughput": ("it/s", "higher", 3.0, lambda q: bench_queue_throughput(20_000 if q else 100_000)),
+    "queue-latency": ("us", "lower", 0.7, lambda q: bench_queue_latency(1000 if q else 5000)),
 }
 
 
