@@ -150,3 +150,24 @@ def test_stdin_in_child_reads_as_empty(ctx: Any) -> None:
     p.start()
     assert r.recv()["stdin_read"] == ""
     p.join(30)
+
+
+def test_effective_log_level_reaches_spawned_children(run_script: Any) -> None:
+    result = run_script(
+        """
+        import logging, procpar_core
+        def child(conn):
+            conn.send(procpar_core.get_logger().getEffectiveLevel())
+        if __name__ == "__main__":
+            procpar_core.get_logger()
+            logging.getLogger().setLevel(37)
+            for m in procpar_core.get_all_start_methods():
+                ctx = procpar_core.get_context(m)
+                r, w = ctx.Pipe()
+                p = ctx.Process(target=child, args=(w,)); p.start()
+                print(m, r.recv()); p.join(30)
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    for m in procpar_core.get_all_start_methods():
+        assert f"{m} 37" in result.stdout

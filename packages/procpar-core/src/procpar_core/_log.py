@@ -68,7 +68,9 @@ def current_config() -> tuple[int, bool] | None:
     """What a spawned child needs to rebuild the logger: (level, stderr handler), or None if unused."""
     if _logger is None:
         return None
-    return (_logger.level, _stderr_handler is not None)
+    # The effective level: a child's root logger is unconfigured, so a level inherited from the parent's
+    # root logger must travel explicitly.
+    return (_logger.getEffectiveLevel(), _stderr_handler is not None)
 
 
 def apply_config(config: tuple[int, bool] | None) -> None:
