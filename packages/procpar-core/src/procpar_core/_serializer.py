@@ -25,7 +25,7 @@ serialize: Callable[[Any], Any] = _pickle_dumps
 
 def _cloudpickle_dumps_factory() -> Callable[[Any], Any]:
     try:
-        import cloudpickle  # type: ignore[import-untyped,unused-ignore]
+        import cloudpickle  # type: ignore[import-untyped,import-not-found,unused-ignore]
     except ImportError:
         raise ImportError(
             "the 'cloudpickle' serializer needs the cloudpickle package: "
