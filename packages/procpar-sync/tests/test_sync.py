@@ -402,3 +402,23 @@ def test_after_fork_the_child_does_not_own_the_parents_lock() -> None:
     assert out.get() == (False, 0)
     p.join(30)
     lock.release()
+
+
+class DerivedQueue(ps.Queue):
+    """A library-style subclass that passes ctx= on."""
+
+    def __init__(self, maxsize: int = 0, *, ctx: Any = None) -> None:
+        super().__init__(maxsize, ctx=ctx)
+        self.label = "derived"
+
+    def put(self, obj: Any, block: bool = True, timeout: float | None = None) -> None:
+        super().put(("wrapped", obj), block, timeout)
+
+
+def test_queue_subclass_with_ctx_travels_to_children(ctx: Any) -> None:
+    q = DerivedQueue(ctx=ctx)
+    p = ctx.Process(target=t.produce, args=(q, 5, 2))
+    p.start()
+    assert [q.get(timeout=30), q.get(timeout=30)] == [("wrapped", 5), ("wrapped", 6)]
+    p.join(30)
+    assert p.exitcode == 0

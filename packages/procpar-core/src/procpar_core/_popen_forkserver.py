@@ -7,6 +7,7 @@ import os
 from . import _forkserver, _util
 from ._connection import _poll_one
 from ._popen_base import SIGKILL, SIGTERM
+from ._reduction import _InheritedFd
 from ._spawn import build_payload
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs a spawn child ~10 ms
@@ -27,6 +28,10 @@ class PopenForkServer:
         self.pid, self._sock = _forkserver.connect_to_new_process(self._fds, payload)
         self.sentinel = self._sock.fileno()
         self.finalizer: _util.Finalize | None = _util.Finalize(self, _close_socket, (self._sock,))
+
+    @staticmethod
+    def DupFd(index: int) -> _InheritedFd:
+        return _InheritedFd(index)
 
     def duplicate_for_child(self, fd: int) -> int:
         try:

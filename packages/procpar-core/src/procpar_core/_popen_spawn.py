@@ -7,6 +7,7 @@ import sys
 
 from . import _util
 from ._popen_base import USE_PIDFD, ChildPopen
+from ._reduction import _InheritedFd
 from ._spawn import build_payload, get_executable, interpreter_args
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs a spawn child ~10 ms
@@ -27,6 +28,10 @@ class PopenSpawn(ChildPopen):
         self._fds: list[int] = []
         _util.flush_std_streams()
         self._launch(process_obj)
+
+    @staticmethod
+    def DupFd(index: int) -> _InheritedFd:
+        return _InheritedFd(index)
 
     def duplicate_for_child(self, fd: int) -> int:
         # The child gets the fd under the same number; equal fds share one slot.

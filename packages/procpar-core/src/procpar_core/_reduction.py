@@ -64,12 +64,16 @@ class ForkingPickler(Pickler):
     def __init__(self, file: Any, protocol: int | None = None, **kwargs: Any) -> None:
         super().__init__(file, HIGHEST_PROTOCOL if protocol is None else protocol, **kwargs)
         cls = ForkingPickler
-        if cls._table_source_len != len(copyreg.dispatch_table) + len(cls._extra_reducers):
+        stdlib_extra = _stdlib_reducers()
+        size = len(copyreg.dispatch_table) + len(cls._extra_reducers) + len(stdlib_extra)
+        if cls._table_source_len != size:
             _register_lazy_reducers()
             table = dict(copyreg.dispatch_table)
+            # The stdlib's own objects (its Connection, say) keep the stdlib's reducers; procpar's win ties.
+            table.update(stdlib_extra)
             table.update(cls._extra_reducers)
             cls._table = table
-            cls._table_source_len = len(copyreg.dispatch_table) + len(cls._extra_reducers)
+            cls._table_source_len = size
         self.dispatch_table = cls._table
 
     @classmethod
@@ -88,6 +92,14 @@ class ForkingPickler(Pickler):
 
 
 register = ForkingPickler.register
+
+
+def _stdlib_reducers() -> dict[type, Callable[[Any], Any]]:
+    # Only when the program already loaded the stdlib's reduction module: procpar never imports it.
+    stdlib = sys.modules.get("multiprocessing.reduction")
+    if stdlib is None:
+        return {}
+    return getattr(getattr(stdlib, "ForkingPickler", None), "_extra_reducers", {})
 
 
 def dumps(obj: Any, protocol: int | None = None) -> memoryview:

@@ -143,9 +143,17 @@ def build_payload(popen: SpawningPopen, process_obj: Any, start_method: str) -> 
         # The child reports to the same tracker: its write end travels like any inherited fd.
         data["tracker_fd"] = popen.duplicate_for_child(tracker._resource_tracker._fd)
     prep = pickle_dumps(data)
+    # Objects of the stdlib built on a procpar context (concurrent.futures' queues given
+    # mp_context=procpar.get_context(...), say) pickle through the stdlib's reducers, which ask the stdlib's
+    # context for the spawning popen: when that module is loaded, it is told too. Nothing is imported.
+    stdlib_context = sys.modules.get("multiprocessing.context")
     set_spawning_popen(popen)
+    if stdlib_context is not None:
+        stdlib_context.set_spawning_popen(popen)
     try:
         obj = _serializer.serialize(process_obj)
     finally:
         set_spawning_popen(None)
+        if stdlib_context is not None:
+            stdlib_context.set_spawning_popen(None)
     return b"".join((PAYLOAD_HEADER.pack(len(prep), len(obj)), prep, obj))

@@ -160,6 +160,21 @@ def _after_fork_in_child() -> None:
     _finalizer_registry.clear()
     if _afterfork_registry:
         _run_after_forkers()
+    stdlib_util = sys.modules.get("multiprocessing.util")
+    if stdlib_util is not None:
+        # Objects of the stdlib used with procpar processes (a multiprocessing.queues.Queue built on a procpar
+        # context, say) registered their fork hooks with the stdlib: run those too. Nothing is imported.
+        stdlib_util._finalizer_registry.clear()
+        stdlib_util._run_after_forkers()
+
+
+def _run_stdlib_finalizers() -> None:
+    # The stdlib's finalizers of this process (queue feeders that must flush, for instance); its child
+    # bookkeeping is left alone: procpar's exit sequence already handles procpar's children.
+    stdlib_util = sys.modules.get("multiprocessing.util")
+    if stdlib_util is not None and stdlib_util._finalizer_registry:
+        stdlib_util._run_finalizers(0)
+        stdlib_util._run_finalizers()
 
 
 def is_exiting() -> bool:
@@ -287,6 +302,7 @@ def _exit_function() -> None:
     debug("running the remaining 'atexit' finalizers")
     if _finalizer_registry:
         _run_finalizers()
+    _run_stdlib_finalizers()
 
 
 atexit.register(_exit_function)

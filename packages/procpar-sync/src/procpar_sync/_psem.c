@@ -379,6 +379,13 @@ static PyMethodDef Psem_methods[] = {
     {"is_mine", (PyCFunction)Psem_is_mine, METH_NOARGS, "True if the calling thread holds it."},
     {"count", (PyCFunction)Psem_count, METH_NOARGS, "How many times this process holds it."},
     {"after_fork", (PyCFunction)Psem_after_fork, METH_NOARGS, "Forget ownership (in a forked child)."},
+    /* The stdlib's SemLock spells these with an underscore; code built on multiprocessing.queues (such as
+       concurrent.futures' queues given a procpar context) calls them by those names. */
+    {"_is_zero", (PyCFunction)Psem_is_zero, METH_NOARGS, "is_zero()"},
+    {"_is_mine", (PyCFunction)Psem_is_mine, METH_NOARGS, "is_mine()"},
+    {"_count", (PyCFunction)Psem_count, METH_NOARGS, "count()"},
+    {"_get_value", (PyCFunction)Psem_get_value, METH_NOARGS, "get_value()"},
+    {"_after_fork", (PyCFunction)Psem_after_fork, METH_NOARGS, "after_fork()"},
     {"__enter__", (PyCFunction)Psem_enter, METH_NOARGS, "acquire()"},
     {"__exit__", (PyCFunction)Psem_exit, METH_VARARGS, "release()"},
     {NULL, NULL, 0, NULL},
