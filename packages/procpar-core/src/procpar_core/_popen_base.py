@@ -7,11 +7,8 @@ import _signal  # type: ignore[import-not-found,unused-ignore]
 import os
 
 from ._connection import _poll_one
+from ._reduction import _InheritedFd
 from ._util import Finalize
-
-TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs a spawn child ~10 ms
-if TYPE_CHECKING:
-    pass
 
 SIGTERM = _signal.SIGTERM
 SIGKILL = _signal.SIGKILL
@@ -34,8 +31,8 @@ def _pidfd_works() -> bool:
 USE_PIDFD = _pidfd_works()
 
 
-class ChildPopen:
-    """A child we created with fork() or posix_spawn(): ours to waitpid()."""
+class PopenBase:
+    """What every popen does the same way: signal the child by pid, release resources on close."""
 
     method = ""
     pid: int
@@ -45,8 +42,44 @@ class ChildPopen:
         self.returncode: int | None = None
         self.finalizer: Finalize | None = None
 
+    def _send_signal(self, sig: int) -> None:
+        if self.returncode is None:
+            try:
+                os.kill(self.pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def terminate(self) -> None:
+        self._send_signal(SIGTERM)
+
+    def kill(self) -> None:
+        self._send_signal(SIGKILL)
+
+    def close(self) -> None:
+        if self.finalizer is not None:
+            self.finalizer()
+
+
+class PicklingPopenMixin:
+    """For spawn and forkserver: fds that pickled objects need are recorded and handed to the child."""
+
+    _fds: list[int]
+
+    @staticmethod
+    def DupFd(index: int) -> _InheritedFd:
+        return _InheritedFd(index)
+
     def duplicate_for_child(self, fd: int) -> int:
-        raise NotImplementedError(f"the {self.method} start method does not pickle process objects")
+        # Equal fds share one slot; the child finds each by its index.
+        try:
+            return self._fds.index(fd)
+        except ValueError:
+            self._fds.append(fd)
+            return len(self._fds) - 1
+
+
+class ChildPopen(PopenBase):
+    """A child we created with fork() or posix_spawn(): ours to waitpid()."""
 
     def poll(self, flag: int = os.WNOHANG) -> int | None:
         if self.returncode is None:
@@ -67,20 +100,3 @@ class ChildPopen:
                 return self.poll(os.WNOHANG if timeout == 0 else 0)
             return self.poll(0)
         return self.returncode
-
-    def _send_signal(self, sig: int) -> None:
-        if self.returncode is None:
-            try:
-                os.kill(self.pid, sig)
-            except ProcessLookupError:
-                pass
-
-    def terminate(self) -> None:
-        self._send_signal(SIGTERM)
-
-    def kill(self) -> None:
-        self._send_signal(SIGKILL)
-
-    def close(self) -> None:
-        if self.finalizer is not None:
-            self.finalizer()

@@ -6,8 +6,7 @@ import os
 import sys
 
 from . import _util
-from ._popen_base import USE_PIDFD, ChildPopen
-from ._reduction import _InheritedFd
+from ._popen_base import USE_PIDFD, ChildPopen, PicklingPopenMixin
 from ._spawn import build_payload, get_executable, interpreter_args
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs a spawn child ~10 ms
@@ -20,7 +19,7 @@ _PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _CHILD_CODE = f"import sys; sys.path.insert(0, {_PACKAGE_ROOT!r}); from procpar_core._spawn_child import main; main()"
 
 
-class PopenSpawn(ChildPopen):
+class PopenSpawn(PicklingPopenMixin, ChildPopen):
     method = "spawn"
 
     def __init__(self, process_obj: "BaseProcess") -> None:
@@ -28,18 +27,6 @@ class PopenSpawn(ChildPopen):
         self._fds: list[int] = []
         _util.flush_std_streams()
         self._launch(process_obj)
-
-    @staticmethod
-    def DupFd(index: int) -> _InheritedFd:
-        return _InheritedFd(index)
-
-    def duplicate_for_child(self, fd: int) -> int:
-        # The child gets the fd under the same number; equal fds share one slot.
-        try:
-            return self._fds.index(fd)
-        except ValueError:
-            self._fds.append(fd)
-            return len(self._fds) - 1
 
     def _launch(self, process_obj: "BaseProcess") -> None:
         payload = build_payload(self, process_obj, self.method)

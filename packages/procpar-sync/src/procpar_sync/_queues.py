@@ -113,6 +113,9 @@ class Queue:
             return
         if not self._sem.acquire(block, timeout):
             raise Full
+        self._buffer_payload(payload)
+
+    def _buffer_payload(self, payload: bytes) -> None:
         with self._notempty:
             if self._thread is None:
                 self._start_thread()
@@ -295,22 +298,11 @@ class JoinableQueue(Queue):
         Queue.__setstate__(self, state[:-2])
         self._cond, self._unfinished_tasks = state[-2:]
 
-    def put(self, obj: Any, block: bool = True, timeout: float | None = None) -> None:
-        if self._closed:
-            raise ValueError(f"Queue {self!r} is closed")
-        try:
-            payload = _serialize(obj)
-        except Exception as exc:
-            self._on_queue_feeder_error(exc, obj)
-            return
-        if not self._sem.acquire(block, timeout):
-            raise Full
-        with self._notempty, self._cond:
-            if self._thread is None:
-                self._start_thread()
-            self._buffer.append(payload)
+    def _buffer_payload(self, payload: bytes) -> None:
+        # Counted before the feeder can see it: a consumer's task_done() must never run ahead of the count.
+        with self._cond:
             self._unfinished_tasks.release()
-            self._notempty.notify()
+            super()._buffer_payload(payload)
 
     def task_done(self) -> None:
         """Mark one item taken with ``get()`` as processed; ``ValueError`` if called too often."""
