@@ -422,3 +422,27 @@ def test_queue_subclass_with_ctx_travels_to_children(ctx: Any) -> None:
     assert [q.get(timeout=30), q.get(timeout=30)] == [("wrapped", 5), ("wrapped", 6)]
     p.join(30)
     assert p.exitcode == 0
+
+
+def test_queue_order_mixing_direct_writes_and_feeder_batches() -> None:
+    # Small items on an idle queue are written by put() itself, large ones and backlogs by the feeder:
+    # one producer's items must still come out in order.
+    q = ps.Queue()
+    items = [(i, b"x" * (100_000 if i % 7 == 0 else i % 50)) for i in range(300)]
+    got = []
+    for n, item in enumerate(items):
+        q.put(item)
+        if n % 3 == 0:  # drain now and then, so the pipe is sometimes empty (direct path) and sometimes not
+            got.append(q.get(timeout=30))
+    got.extend(q.get(timeout=30) for _ in range(len(items) - len(got)))
+    assert got == items
+
+
+def test_queue_filled_beyond_the_pipe_then_drained_by_the_same_thread() -> None:
+    # put() never blocks on a full pipe (the feeder does): filling past the pipe's capacity and then
+    # draining from the same thread must not deadlock.
+    q = ps.Queue()
+    count = 150_000  # ~2 MiB of framed messages, more than the 1 MiB pipe
+    for i in range(count):
+        q.put(i)
+    assert [q.get(timeout=30) for _ in range(count)] == list(range(count))

@@ -15,8 +15,12 @@ raises in the caller instead of dying in the feeder. Messages are framed like co
 from __future__ import annotations
 
 import collections
+import fcntl
+import functools
 import os
 import struct
+import sys
+import termios
 import threading
 import time
 import weakref
@@ -47,6 +51,29 @@ def _serialize(obj: Any) -> bytes:
 
 
 _HEADER = struct.Struct("!i")
+
+
+_DIRECT_LIMIT = 65536
+
+
+def _pipe_is_empty(fd: int) -> bool:
+    try:
+        queued = fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0")
+    except OSError:
+        return False
+    return int.from_bytes(queued, sys.byteorder) == 0
+
+
+def _send_many(writer: Any, payloads: list[bytes]) -> None:
+    """Write framed messages with as few writev calls as the kernel allows."""
+    handle = writer.fileno()
+    frames = _frames(payloads)
+    total = sum(len(f) for f in frames)
+    written = os.writev(handle, frames)
+    if written < total:
+        rest = memoryview(b"".join(frames))[written:]
+        while rest:
+            rest = rest[os.write(handle, rest) :]
 
 
 def _frames(payloads: list[bytes]) -> list[bytes]:
@@ -96,6 +123,8 @@ class Queue:
         self._joincancelled = False
         self._closed = False
         self._close: Finalize | None = None
+        # True while the feeder writes a batch it took from the buffer (guarded by _notempty).
+        self._feeding = [False]
         self._send_bytes = self._writer.send_bytes
         self._recv_bytes = self._reader.recv_bytes
         self._poll = self._reader.poll
@@ -117,6 +146,16 @@ class Queue:
 
     def _buffer_payload(self, payload: bytes) -> None:
         with self._notempty:
+            # Fast path for an idle queue: nothing buffered, nothing being fed and the pipe drained, so a
+            # consumer is probably waiting. Writing here saves the hop through the feeder thread. A pipe that
+            # already holds data keeps the batching path; another process writing makes us not wait.
+            if (not self._buffer and not self._feeding[0] and len(payload) <= _DIRECT_LIMIT
+                    and _pipe_is_empty(self._writer.fileno()) and self._wlock.acquire(False)):
+                try:
+                    _send_many(self._writer, [payload])
+                finally:
+                    self._wlock.release()
+                return
             if self._thread is None:
                 self._start_thread()
             self._buffer.append(payload)
@@ -197,8 +236,8 @@ class Queue:
         debug("Queue._start_thread()")
         thread = threading.Thread(
             target=Queue._feed,
-            args=(self._buffer, self._notempty, self._send_many, self._wlock, self._reader.close,
-                  self._writer.close, self._ignore_epipe, self._sem),
+            args=(self._buffer, self._notempty, functools.partial(_send_many, self._writer), self._wlock,
+                  self._reader.close, self._writer.close, self._ignore_epipe, self._sem, self._feeding),
             name="QueueFeederThread",
             daemon=True,
         )
@@ -207,16 +246,6 @@ class Queue:
         if not self._joincancelled:
             self._jointhread = Finalize(thread, Queue._finalize_join, [weakref.ref(thread)], exitpriority=-5)
         self._close = Finalize(self, Queue._finalize_close, [self._buffer, self._notempty], exitpriority=10)
-
-    def _send_many(self, payloads: list[bytes]) -> None:
-        handle = self._writer.fileno()
-        frames = _frames(payloads)
-        total = sum(len(f) for f in frames)
-        written = os.writev(handle, frames)
-        if written < total:
-            rest = memoryview(b"".join(frames))[written:]
-            while rest:
-                rest = rest[os.write(handle, rest) :]
 
     @staticmethod
     def _on_queue_feeder_error(e: BaseException, obj: Any) -> None:
@@ -240,7 +269,7 @@ class Queue:
 
     @staticmethod
     def _feed(buffer: collections.deque[Any], notempty: threading.Condition, send_many: Any, wlock: Any,
-              reader_close: Any, writer_close: Any, ignore_epipe: bool, sem: Any) -> None:
+              reader_close: Any, writer_close: Any, ignore_epipe: bool, sem: Any, feeding: list[bool]) -> None:
         debug("starting thread to feed data to pipe")
         while True:
             with notempty:
@@ -249,6 +278,7 @@ class Queue:
                 batch: list[Any] = []
                 while buffer and len(batch) < _MAX_BATCH:
                     batch.append(buffer.popleft())
+                feeding[0] = True
             stop = False
             if batch and batch[-1] is _SENTINEL:
                 batch.pop()
@@ -264,6 +294,8 @@ class Queue:
                     with wlock:
                         send_many(batch)
             except Exception as exc:
+                with notempty:
+                    feeding[0] = False
                 if ignore_epipe and getattr(exc, "errno", 0) == 32:
                     return
                 if is_exiting():
@@ -274,6 +306,9 @@ class Queue:
                 traceback.print_exc()
                 for _ in batch:
                     sem.release()
+            else:
+                with notempty:
+                    feeding[0] = False
             if stop:
                 debug("feeder thread got sentinel -- exiting")
                 writer_close()
