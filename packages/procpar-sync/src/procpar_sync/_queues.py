@@ -125,7 +125,6 @@ class Queue:
         self._close: Finalize | None = None
         # True while the feeder writes a batch it took from the buffer (guarded by _notempty).
         self._feeding = [False]
-        self._send_bytes = self._writer.send_bytes
         self._recv_bytes = self._reader.recv_bytes
         self._poll = self._reader.poll
 
@@ -227,10 +226,6 @@ class Queue:
                 self._jointhread.cancel()
         except AttributeError:
             pass
-
-    def _terminate_broken(self) -> None:
-        self._reader.close()
-        self.close()
 
     def _start_thread(self) -> None:
         debug("Queue._start_thread()")

@@ -107,20 +107,7 @@ class Lock(SemLock):
         super().__init__(SEMAPHORE, 1, 1, ctx=ctx)
 
     def __repr__(self) -> str:
-        sem = self._semlock
-        if sem.is_mine():
-            owner = f"{threading.current_thread().name}"
-            if threading.current_thread() is not threading.main_thread():
-                owner = f"{_process_name()}|{owner}"
-            else:
-                owner = _process_name() + "|MainThread"
-        elif sem.get_value() == 1:
-            owner = "None"
-        elif sem.count() > 0:
-            owner = "SomeOtherThread"
-        else:
-            owner = "SomeOtherProcess"
-        return f"<{type(self).__name__}(owner={owner})>"
+        return f"<{type(self).__name__}(owner={_owner(self._semlock)})>"
 
 
 class RLock(SemLock):
@@ -131,22 +118,20 @@ class RLock(SemLock):
 
     def __repr__(self) -> str:
         sem = self._semlock
-        if sem.is_mine():
-            owner = f"{_process_name()}|{threading.current_thread().name}"
-            count = sem.count()
-        elif sem.get_value() == 1:
-            owner, count = "None", 0
-        elif sem.count() > 0:
-            owner, count = "SomeOtherThread", "nonzero"
-        else:
-            owner, count = "SomeOtherProcess", "nonzero"
+        owner = _owner(sem)
+        count: object = sem.count() if sem.is_mine() else (0 if owner == "None" else "nonzero")
         return f"<{type(self).__name__}({owner}, {count})>"
 
 
-def _process_name() -> str:
-    from procpar_core import current_process
+def _owner(sem: Any) -> str:
+    """Who holds a lock, as the stdlib's reprs say it: 'Process|Thread', 'None', or someone else."""
+    if sem.is_mine():
+        from procpar_core import current_process
 
-    return current_process().name
+        return f"{current_process().name}|{threading.current_thread().name}"
+    if sem.get_value() == 1:
+        return "None"
+    return "SomeOtherThread" if sem.count() > 0 else "SomeOtherProcess"
 
 
 class Condition:
