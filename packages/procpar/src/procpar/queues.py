@@ -1,9 +1,4 @@
-"""``multiprocessing.queues``, served by procpar-sync."""
+"""``multiprocessing.queues``, served by procpar-sync: the same names as ``procpar_sync.queues``."""
 
-from procpar_sync.queues import Empty as Empty
-from procpar_sync.queues import Full as Full
-from procpar_sync.queues import JoinableQueue as JoinableQueue
-from procpar_sync.queues import Queue as Queue
-from procpar_sync.queues import SimpleQueue as SimpleQueue
-
-__all__ = ["Queue", "SimpleQueue", "JoinableQueue", "Empty", "Full"]
+from procpar_sync.queues import *  # noqa: F403 - the whole public face, as listed by its __all__
+from procpar_sync.queues import __all__ as __all__
