@@ -1,4 +1,4 @@
-"""Hatchling build hook: compile procpar_sync/_psem.c into the wheel with this interpreter's flags."""
+"""Hatchling build hook: compile procpar_sync's C modules into the wheel with this interpreter's flags."""
 
 from __future__ import annotations
 
@@ -9,6 +9,9 @@ from typing import Any
 
 from hatchling.builders.hooks.plugin.interface import BuildHookInterface
 
+# _psem: the process-shared semaphore; _wire: framed messages for the queues.
+MODULES = ("_psem", "_wire")
+
 
 class CompileSemaphore(BuildHookInterface):  # type: ignore[misc]
     PLUGIN_NAME = "compile-semaphore"
@@ -16,19 +19,19 @@ class CompileSemaphore(BuildHookInterface):  # type: ignore[misc]
     def initialize(self, version: str, build_data: dict[str, Any]) -> None:
         if self.target_name != "wheel":
             return
-        source = os.path.join("src", "procpar_sync", "_psem.c")
         suffix = sysconfig.get_config_var("EXT_SUFFIX")
-        relative = f"procpar_sync/_psem{suffix}"
         out_dir = os.path.join(self.directory, "_ext_build")
         os.makedirs(out_dir, exist_ok=True)
-        target = os.path.join(out_dir, f"_psem{suffix}")
         cc = (sysconfig.get_config_var("CC") or "cc").split()
         cflags = ["-O2", "-fPIC", "-Wall", "-Werror=implicit-function-declaration", "-std=c11",
                   "-D_GNU_SOURCE", f"-I{sysconfig.get_paths()['include']}"]
         ldflags = (sysconfig.get_config_var("LDSHARED") or "").split()[1:] or ["-shared"]
         if "-shared" not in ldflags and "-bundle" not in ldflags:
             ldflags.append("-shared")
-        subprocess.check_call([*cc, *cflags, source, "-o", target, *ldflags])
+        for module in MODULES:
+            source = os.path.join("src", "procpar_sync", f"{module}.c")
+            target = os.path.join(out_dir, f"{module}{suffix}")
+            subprocess.check_call([*cc, *cflags, source, "-o", target, *ldflags])
+            build_data["force_include"][target] = f"procpar_sync/{module}{suffix}"
         build_data["pure_python"] = False
         build_data["infer_tag"] = True
-        build_data["force_include"][target] = relative

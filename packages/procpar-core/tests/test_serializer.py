@@ -83,3 +83,47 @@ def test_forking_pickler_register_and_copyreg() -> None:
 def test_objects_that_must_be_inherited() -> None:
     with pytest.raises(RuntimeError, match="through inheritance"):
         reduction.assert_spawning(object())
+
+
+class _Reentrant:
+    """Pickles a nested procpar pickle of its payload from inside its own reduction."""
+
+    def __init__(self, payload: object) -> None:
+        self.payload = payload
+
+    def __reduce__(self) -> tuple[object, ...]:
+        from procpar_core import _reduction
+
+        return (_rebuild_reentrant, (_reduction.dumps_bytes(self.payload),))
+
+
+def _rebuild_reentrant(data: bytes) -> object:
+    import pickle
+
+    return ("rebuilt", pickle.loads(data))
+
+
+class _Late:
+    pass
+
+
+def test_thread_pickler_is_reusable_reentrant_and_sees_new_registrations() -> None:
+    import copyreg
+    import pickle
+
+    from procpar_core import _reduction
+
+    assert pickle.loads(_reduction.dumps_bytes([1, "a", {2: 3}])) == [1, "a", {2: 3}]
+    # The memo is cleared between objects: the same object twice pickles the same way.
+    shared = ["x"]
+    assert _reduction.dumps_bytes(shared) == _reduction.dumps_bytes(shared)
+    assert pickle.loads(_reduction.dumps_bytes(_Reentrant({"k": 1}))) == ("rebuilt", {"k": 1})
+    with pytest.raises((pickle.PicklingError, TypeError, AttributeError)):
+        _reduction.dumps_bytes(lambda: None)
+    big = [bytes(200_000), "tail"]  # more than one chunk reaches the sink
+    assert pickle.loads(_reduction.dumps_bytes(big)) == big
+    copyreg.pickle(_Late, lambda obj: (str, ("late reducer",)))
+    try:
+        assert pickle.loads(_reduction.dumps_bytes(_Late())) == "late reducer"
+    finally:
+        del copyreg.dispatch_table[_Late]

@@ -68,3 +68,14 @@ def consume_simple(queue: Any, out: Any, count: int) -> None:
 
 def report_ownership(lock: Any, out: Any) -> None:
     out.put((lock._semlock.is_mine(), lock._semlock.count()))
+
+
+def consume_mixed(queue: Any, out: Any) -> None:
+    """Take items until None; report (item index, payload length) pairs."""
+    got = []
+    while True:
+        item = queue.get(timeout=30)
+        if item is None:
+            break
+        got.append((item[0], len(item[1])))
+    out.put(got)

@@ -446,3 +446,47 @@ def test_queue_filled_beyond_the_pipe_then_drained_by_the_same_thread() -> None:
     for i in range(count):
         q.put(i)
     assert [q.get(timeout=30) for _ in range(count)] == list(range(count))
+
+
+def test_queue_items_stashed_by_one_get_serve_the_next_without_the_pipe() -> None:
+    from procpar_core.reduction import dumps
+    from procpar_sync import _wire
+
+    q = ps.Queue()
+    for i in range(3):
+        q.put(i)
+    expected = sum(4 + len(dumps(i)) for i in range(3))
+    deadline = time.monotonic() + 30
+    while _wire.unread(q._reader.fileno()) < expected:
+        assert time.monotonic() < deadline, "the feeder did not write the items"
+        time.sleep(0.001)
+    assert q.get(timeout=30) == 0
+    # The other two left the pipe with the first one, into the queue's shared read-ahead buffer; they still
+    # count for empty(), get_nowait() and get(timeout).
+    assert not q._reader.poll()
+    assert not q.empty()
+    assert q.get_nowait() == 1
+    assert q.get(timeout=0.5) == 2
+    assert q.empty()
+    with pytest.raises(queue.Empty):
+        q.get(timeout=0.05)
+
+
+def test_queue_mixed_sizes_across_consumers_arrive_once(ctx: Any) -> None:
+    # Small items go through the shared read-ahead buffer, big ones (larger than it) straight from the pipe;
+    # several consumer processes share both.
+    q = ps.Queue()
+    out = ps.Queue()
+    consumers = [ctx.Process(target=t.consume_mixed, args=(q, out)) for _ in range(3)]
+    for p in consumers:
+        p.start()
+    sizes = [(i, 10 if i % 7 else 200_000 + i) for i in range(300)]
+    for i, size in sizes:
+        q.put((i, b"z" * size))
+    for _ in consumers:
+        q.put(None)
+    got = [pair for _ in consumers for pair in out.get(timeout=60)]
+    for p in consumers:
+        p.join(30)
+        assert p.exitcode == 0
+    assert sorted(got) == sizes

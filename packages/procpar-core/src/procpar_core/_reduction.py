@@ -63,18 +63,7 @@ class ForkingPickler(Pickler):
 
     def __init__(self, file: Any, protocol: int | None = None, **kwargs: Any) -> None:
         super().__init__(file, HIGHEST_PROTOCOL if protocol is None else protocol, **kwargs)
-        cls = ForkingPickler
-        stdlib_extra = _stdlib_reducers()
-        size = len(copyreg.dispatch_table) + len(cls._extra_reducers) + len(stdlib_extra)
-        if cls._table_source_len != size:
-            _register_lazy_reducers()
-            table = dict(copyreg.dispatch_table)
-            # The stdlib's own objects (its Connection, say) keep the stdlib's reducers; procpar's win ties.
-            table.update(stdlib_extra)
-            table.update(cls._extra_reducers)
-            cls._table = table
-            cls._table_source_len = size
-        self.dispatch_table = cls._table
+        self.dispatch_table = _current_table()
 
     @classmethod
     def register(cls, type_: type, reduce: Callable[[Any], Any]) -> None:
@@ -102,11 +91,67 @@ def _stdlib_reducers() -> dict[type, Callable[[Any], Any]]:
     return getattr(getattr(stdlib, "ForkingPickler", None), "_extra_reducers", {})
 
 
+def _current_table() -> dict[type, Callable[[Any], Any]]:
+    """copyreg's reducers, the stdlib's extra ones (if loaded) and procpar's, rebuilt when any of them grew."""
+    cls = ForkingPickler
+    stdlib_extra = _stdlib_reducers()
+    size = len(copyreg.dispatch_table) + len(cls._extra_reducers) + len(stdlib_extra)
+    if cls._table_source_len != size:
+        _register_lazy_reducers()
+        table = dict(copyreg.dispatch_table)
+        # The stdlib's own objects (its Connection, say) keep the stdlib's reducers; procpar's win ties.
+        table.update(stdlib_extra)
+        table.update(cls._extra_reducers)
+        cls._table = table
+        cls._table_source_len = size
+    return cls._table
+
+
 def dumps(obj: Any, protocol: int | None = None) -> memoryview:
     """Pickle ``obj`` with procpar's reducers; the highest protocol unless told otherwise."""
     buf = io.BytesIO()
     ForkingPickler(buf, protocol).dump(obj)
     return buf.getbuffer()
+
+
+class _ThreadPickler:
+    """One thread's reusable pickler, writing into a list of chunks (a small pickle arrives as one chunk)."""
+
+    __slots__ = ("pickler", "chunks", "busy", "write")
+
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+        self.write = self.chunks.append  # the pickler calls it straight into C, no Python frame
+        self.pickler = ForkingPickler(self)
+        self.busy = False
+
+
+_picklers = _thread._local()
+
+
+def dumps_bytes(obj: Any) -> bytes:
+    """``dumps`` as ``bytes``, reusing one pickler per thread: the hot path of every send and put.
+
+    Building a pickler costs more than pickling a small object; one is kept per thread and its memo cleared
+    between objects. A reducer that pickles from inside a dump (re-entry) gets a fresh pickler.
+    """
+    state: _ThreadPickler | None = getattr(_picklers, "state", None)
+    if state is None:
+        state = _picklers.state = _ThreadPickler()
+    if state.busy:
+        return bytes(dumps(obj))
+    pickler, chunks = state.pickler, state.chunks
+    table = _current_table()
+    if pickler.dispatch_table is not table:
+        pickler.dispatch_table = table
+    state.busy = True
+    try:
+        pickler.dump(obj)
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    finally:
+        state.busy = False
+        chunks.clear()
+        pickler.clear_memo()
 
 
 # -- the spawning popen ------------------------------------------------------------------------------------

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import io
 
-from ._reduction import ForkingPickler
-from ._reduction import dumps as _pickle_dumps
+from ._reduction import _current_table
+from ._reduction import dumps_bytes as _pickle_dumps
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs a spawn child ~10 ms
 if TYPE_CHECKING:
@@ -39,8 +39,7 @@ def _cloudpickle_dumps_factory() -> Callable[[Any], Any]:
         def __init__(self, file: Any, protocol: int | None = None) -> None:
             super().__init__(file, protocol=5 if protocol is None else protocol)
             # procpar's fd reducers first, then cloudpickle's own table (which includes copyreg's).
-            ForkingPickler(io.BytesIO())  # refreshes ForkingPickler._table
-            self.dispatch_table = ChainMap(ForkingPickler._table, base.dispatch_table)
+            self.dispatch_table = ChainMap(_current_table(), base.dispatch_table)
 
     def _dumps(obj: Any) -> memoryview:
         buf = io.BytesIO()

@@ -1,11 +1,15 @@
-"""Queue, SimpleQueue and JoinableQueue shared between processes.
+r"""Queue, SimpleQueue and JoinableQueue shared between processes.
 
 Data flow of ``Queue``::
 
     put() --pickle--> buffer (deque) --feeder thread--> pipe --> get() (one process at a time: _rlock)
-      |                   |                 |
-      _sem (capacity)     _notempty         _wlock: one writing process at a time; each wake-up writes
-                          (thread cond.)    every message buffered so far in one writev
+      |      \                              |
+      |       `--- idle queue: direct write --'  _wlock: one writing process at a time; the feeder writes
+      _sem (capacity)                             what was buffered (up to 256 messages) in one writev
+
+The feeder sleeps on a plain lock (``_wakeup``) that put() releases only when the feeder said it is idle, and
+holds ``_feedlock`` while it takes a batch and writes it; put() writes directly only when it can take
+``_feedlock`` and the buffer is empty, so one thread's items always reach the pipe in order.
 
 Items are pickled once, in ``put()``, with procpar-core's serializer: an object that cannot be pickled
 raises in the caller instead of dying in the feeder. Messages are framed like connection messages, so each
@@ -14,24 +18,28 @@ raises in the caller instead of dying in the feeder. Messages are framed like co
 
 from __future__ import annotations
 
+import _thread
 import collections
-import fcntl
 import functools
 import os
-import struct
-import sys
-import termios
 import threading
 import time
 import weakref
 from queue import Empty, Full
 
+from procpar_core import _serializer
 from procpar_core import connection as _connection
 from procpar_core import reduction as _reduction
 from procpar_core.reduction import assert_spawning
 from procpar_core.util import Finalize, debug, info, is_exiting, register_after_fork
 
+from . import _arena
 from ._synchronize import SEM_VALUE_MAX, BoundedSemaphore, Condition, Lock, Semaphore
+from ._wire import read_message as _read_message
+from ._wire import read_message_stashed as _read_message_stashed
+from ._wire import stashed as _stashed
+from ._wire import unread as _unread
+from ._wire import write_messages as _write_messages
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -40,48 +48,31 @@ if TYPE_CHECKING:
 __all__ = ["Queue", "SimpleQueue", "JoinableQueue", "Empty", "Full"]
 
 _SENTINEL = object()
-# Writes are batched up to this many messages (two iovecs each), below IOV_MAX.
+# One page-rounded 64 KiB mapping per queue; only the pages a burst of messages reaches are ever touched.
+_STASH_SIZE = 1 << 16
+# The feeder takes at most this many messages per wake-up (_wire batches them into writev calls).
 _MAX_BATCH = 256
 
 
 def _serialize(obj: Any) -> bytes:
-    from procpar_core import _serializer
-
-    return bytes(_serializer.serialize(obj))
-
-
-_HEADER = struct.Struct("!i")
+    data = _serializer.serialize(obj)
+    return data if type(data) is bytes else bytes(data)
 
 
-_DIRECT_LIMIT = 65536
+# Direct writes stay far below the smallest pipe capacity (64 KiB), so put() never blocks on a full pipe.
+_DIRECT_LIMIT = 16384
 
 
-def _pipe_is_empty(fd: int) -> bool:
+def _wake(wakeup: Any) -> None:
     try:
-        queued = fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0")
-    except OSError:
-        return False
-    return int.from_bytes(queued, sys.byteorder) == 0
+        wakeup.release()
+    except RuntimeError:
+        pass  # already released: the feeder has a wake-up pending
 
 
 def _send_many(writer: Any, payloads: list[bytes]) -> None:
     """Write framed messages with as few writev calls as the kernel allows."""
-    handle = writer.fileno()
-    frames = _frames(payloads)
-    total = sum(len(f) for f in frames)
-    written = os.writev(handle, frames)
-    if written < total:
-        rest = memoryview(b"".join(frames))[written:]
-        while rest:
-            rest = rest[os.write(handle, rest) :]
-
-
-def _frames(payloads: list[bytes]) -> list[bytes]:
-    frames: list[bytes] = []
-    for payload in payloads:
-        frames.append(_HEADER.pack(len(payload)))
-        frames.append(payload)
-    return frames
+    _write_messages(writer.fileno(), payloads)
 
 
 class Queue:
@@ -96,6 +87,8 @@ class Queue:
         self._opid = os.getpid()
         self._wlock = Lock(ctx=ctx)
         self._sem = BoundedSemaphore(maxsize, ctx=ctx)
+        # Messages pulled out of the pipe ahead of their get(), shared by every consumer (see _wire.c).
+        self._stash_arena = _arena.Arena(_STASH_SIZE)
         self._ignore_epipe = False
         self._reset()
         register_after_fork(self, Queue._after_fork)
@@ -103,11 +96,11 @@ class Queue:
     def __getstate__(self) -> tuple[Any, ...]:
         assert_spawning(self)
         return (self._ignore_epipe, self._maxsize, self._reader, self._writer, self._rlock, self._wlock,
-                self._sem, self._opid)
+                self._sem, self._opid, self._stash_arena)
 
     def __setstate__(self, state: tuple[Any, ...]) -> None:
         (self._ignore_epipe, self._maxsize, self._reader, self._writer, self._rlock, self._wlock,
-         self._sem, self._opid) = state
+         self._sem, self._opid, self._stash_arena) = state
         self._reset()
 
     def _after_fork(self) -> None:
@@ -116,17 +109,20 @@ class Queue:
 
     def _reset(self) -> None:
         # Also after fork: the feeder thread and its condition's state belong to the parent.
-        self._notempty = threading.Condition(threading.Lock())
         self._buffer: collections.deque[Any] = collections.deque()
+        self._feedlock = _thread.allocate_lock()
+        self._wakeup = _thread.allocate_lock()
+        self._wakeup.acquire()
+        # [True] while the feeder sleeps (or is about to) on _wakeup.
+        self._idle = [False]
+        self._start_lock = _thread.allocate_lock()
         self._thread: threading.Thread | None = None
         self._jointhread: Finalize | None = None
         self._joincancelled = False
         self._closed = False
         self._close: Finalize | None = None
-        # True while the feeder writes a batch it took from the buffer (guarded by _notempty).
-        self._feeding = [False]
-        self._recv_bytes = self._reader.recv_bytes
         self._poll = self._reader.poll
+        self._stash = self._stash_arena.buffer
 
     def put(self, obj: Any, block: bool = True, timeout: float | None = None) -> None:
         """Put ``obj`` in the queue; wait for room if it is full (``queue.Full`` after ``timeout``)."""
@@ -144,43 +140,55 @@ class Queue:
         self._buffer_payload(payload)
 
     def _buffer_payload(self, payload: bytes) -> None:
-        with self._notempty:
-            # Fast path for an idle queue: nothing buffered, nothing being fed and the pipe drained, so a
-            # consumer is probably waiting. Writing here saves the hop through the feeder thread. A pipe that
-            # already holds data keeps the batching path; another process writing makes us not wait.
-            if (not self._buffer and not self._feeding[0] and len(payload) <= _DIRECT_LIMIT
-                    and _pipe_is_empty(self._writer.fileno()) and self._wlock.acquire(False)):
-                try:
-                    _send_many(self._writer, [payload])
-                finally:
-                    self._wlock.release()
-                return
-            if self._thread is None:
-                self._start_thread()
-            self._buffer.append(payload)
-            self._notempty.notify()
+        buffer = self._buffer
+        # Fast path for an idle queue: nothing buffered, the feeder not writing and the pipe drained, so a
+        # consumer is probably waiting and the hop through the feeder thread would only add latency. A pipe
+        # that holds data keeps the batching path; another process writing makes us not wait.
+        if not buffer and len(payload) <= _DIRECT_LIMIT and self._feedlock.acquire(False):
+            try:
+                fd = self._writer.fileno()
+                wsem = self._wlock._semlock
+                if not buffer and _unread(fd) == 0 and wsem.acquire(False):
+                    try:
+                        _write_messages(fd, (payload,))
+                        return
+                    except OSError:
+                        pass  # the feeder reports it, as for any write
+                    finally:
+                        wsem.release()
+            finally:
+                self._feedlock.release()
+        if self._thread is None:
+            with self._start_lock:
+                if self._thread is None:
+                    self._start_thread()
+        buffer.append(payload)
+        if self._idle[0]:
+            _wake(self._wakeup)
 
     def get(self, block: bool = True, timeout: float | None = None) -> Any:
         """Remove and return an item; wait for one if empty (``queue.Empty`` after ``timeout``)."""
         if self._closed:
             raise ValueError(f"Queue {self!r} is closed")
         if block and timeout is None:
-            with self._rlock:
-                data = self._recv_bytes()
-            self._sem.release()
+            fd = self._reader.fileno()
+            with self._rlock._semlock:
+                data = _read_message_stashed(fd, self._stash)
+            self._sem._semlock.release()
         else:
             deadline = time.monotonic() + timeout if block and timeout is not None else 0.0
             if not self._rlock.acquire(block, timeout):
                 raise Empty
             try:
-                if block:
-                    remaining = deadline - time.monotonic()
-                    if not self._poll(remaining):
+                if not _stashed(self._stash):
+                    if block:
+                        remaining = deadline - time.monotonic()
+                        if not self._poll(remaining):
+                            raise Empty
+                    elif not self._poll():
                         raise Empty
-                elif not self._poll():
-                    raise Empty
-                data = self._recv_bytes()
-                self._sem.release()
+                data = _read_message_stashed(self._reader.fileno(), self._stash)
+                self._sem._semlock.release()
             finally:
                 self._rlock.release()
         return _reduction.loads(data)
@@ -190,7 +198,7 @@ class Queue:
         return self._maxsize - self._sem._value()
 
     def empty(self) -> bool:
-        return not self._poll()
+        return not _stashed(self._stash) and not self._poll()
 
     def full(self) -> bool:
         return bool(self._sem._semlock.is_zero())
@@ -231,8 +239,8 @@ class Queue:
         debug("Queue._start_thread()")
         thread = threading.Thread(
             target=Queue._feed,
-            args=(self._buffer, self._notempty, functools.partial(_send_many, self._writer), self._wlock,
-                  self._reader.close, self._writer.close, self._ignore_epipe, self._sem, self._feeding),
+            args=(self._buffer, self._feedlock, self._wakeup, self._idle, functools.partial(_send_many, self._writer),
+                  self._wlock, self._writer.close, self._ignore_epipe, self._sem),
             name="QueueFeederThread",
             daemon=True,
         )
@@ -240,7 +248,7 @@ class Queue:
         self._thread = thread
         if not self._joincancelled:
             self._jointhread = Finalize(thread, Queue._finalize_join, [weakref.ref(thread)], exitpriority=-5)
-        self._close = Finalize(self, Queue._finalize_close, [self._buffer, self._notempty], exitpriority=10)
+        self._close = Finalize(self, Queue._finalize_close, [self._buffer, self._wakeup], exitpriority=10)
 
     @staticmethod
     def _on_queue_feeder_error(e: BaseException, obj: Any) -> None:
@@ -257,57 +265,49 @@ class Queue:
             thread.join()
 
     @staticmethod
-    def _finalize_close(buffer: collections.deque[Any], notempty: threading.Condition) -> None:
-        with notempty:
-            buffer.append(_SENTINEL)
-            notempty.notify()
+    def _finalize_close(buffer: collections.deque[Any], wakeup: Any) -> None:
+        buffer.append(_SENTINEL)
+        _wake(wakeup)
 
     @staticmethod
-    def _feed(buffer: collections.deque[Any], notempty: threading.Condition, send_many: Any, wlock: Any,
-              reader_close: Any, writer_close: Any, ignore_epipe: bool, sem: Any, feeding: list[bool]) -> None:
+    def _feed(buffer: collections.deque[Any], feedlock: Any, wakeup: Any, idle: list[bool], send_many: Any,
+              wlock: Any, writer_close: Any, ignore_epipe: bool, sem: Any) -> None:
         debug("starting thread to feed data to pipe")
         while True:
-            with notempty:
-                while not buffer:
-                    notempty.wait()
+            stop = False
+            with feedlock:
                 batch: list[Any] = []
                 while buffer and len(batch) < _MAX_BATCH:
-                    batch.append(buffer.popleft())
-                feeding[0] = True
-            stop = False
-            if batch and batch[-1] is _SENTINEL:
-                batch.pop()
-                stop = True
-            if _SENTINEL in batch:
-                index = batch.index(_SENTINEL)
-                with notempty:
-                    buffer.extendleft(reversed(batch[index + 1 :]))
-                batch = batch[:index]
-                stop = True
-            try:
+                    item = buffer.popleft()
+                    if item is _SENTINEL:
+                        stop = True
+                        break
+                    batch.append(item)
                 if batch:
-                    with wlock:
-                        send_many(batch)
-            except Exception as exc:
-                with notempty:
-                    feeding[0] = False
-                if ignore_epipe and getattr(exc, "errno", 0) == 32:
-                    return
-                if is_exiting():
-                    info("error in queue thread: %s", exc)
-                    return
-                import traceback
+                    try:
+                        with wlock:
+                            send_many(batch)
+                    except Exception as exc:
+                        if ignore_epipe and getattr(exc, "errno", 0) == 32:
+                            return
+                        if is_exiting():
+                            info("error in queue thread: %s", exc)
+                            return
+                        import traceback
 
-                traceback.print_exc()
-                for _ in batch:
-                    sem.release()
-            else:
-                with notempty:
-                    feeding[0] = False
+                        traceback.print_exc()
+                        for _ in batch:
+                            sem.release()
             if stop:
                 debug("feeder thread got sentinel -- exiting")
                 writer_close()
                 return
+            if not batch:
+                idle[0] = True
+                # put() appends before it reads idle[0], so either it sees True and wakes us, or we see its item.
+                if not buffer:
+                    wakeup.acquire()
+                idle[0] = False
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} at {id(self):#x} maxsize={self._maxsize}>"
@@ -375,15 +375,17 @@ class SimpleQueue:
 
     def get(self) -> Any:
         """Remove and return an item, waiting for one."""
-        with self._rlock:
-            data = self._reader.recv_bytes()
+        fd = self._reader.fileno()
+        with self._rlock._semlock:
+            data = _read_message(fd)
         return _reduction.loads(data)
 
     def put(self, obj: Any) -> None:
         """Put ``obj`` in the queue."""
         data = _serialize(obj)
-        with self._wlock:
-            self._writer.send_bytes(data)
+        fd = self._writer.fileno()
+        with self._wlock._semlock:
+            _write_messages(fd, (data,))
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} at {id(self):#x}>"

@@ -1,0 +1,385 @@
+/*
+ * Framed messages on a file descriptor, in C because a queue moves one small message per item and the
+ * interpreter's overhead around two read() calls costs more than the calls themselves.
+ *
+ * The framing is procpar-core's connection framing (and the stdlib's): a big-endian int32 length, or -1
+ * followed by a big-endian uint64 length for bodies over 2 GiB, then the body.
+ *
+ * Interruption: a signal before the first byte of a message is read lets the handler raise (Ctrl-C on an
+ * idle get()); once a message has started it is read to its end, so a handler cannot leave the stream in the
+ * middle of a frame. Writes retry on EINTR for the same reason. The GIL is released around each syscall.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#define MAX_SHORT 0x7FFFFFFFLL
+/* One writev carries at most this many messages (two iovecs each); IOV_MAX is 1024 on Linux. */
+#define BATCH 256
+
+/* Read exactly n bytes. Returns 0 on success, 1 on EOF before any byte (if eof_ok), -1 with an exception. */
+static int
+read_exact(int fd, char *buf, size_t n, int interruptible, int eof_ok)
+{
+    size_t got = 0;
+    while (got < n) {
+        ssize_t r;
+        Py_BEGIN_ALLOW_THREADS
+        r = read(fd, buf + got, n - got);
+        Py_END_ALLOW_THREADS
+        if (r > 0) {
+            got += (size_t)r;
+            interruptible = 0;
+            continue;
+        }
+        if (r == 0) {
+            if (got == 0 && eof_ok) {
+                PyErr_SetNone(PyExc_EOFError);
+                return 1;
+            }
+            PyErr_SetString(PyExc_OSError, "got end of file during message");
+            return -1;
+        }
+        if (errno == EINTR) {
+            if (interruptible && PyErr_CheckSignals() < 0)
+                return -1;
+            continue;
+        }
+        PyErr_SetFromErrno(PyExc_OSError);
+        return -1;
+    }
+    return 0;
+}
+
+static int
+fd_from(PyObject *obj)
+{
+    long fd = PyLong_AsLong(obj);
+    if (fd == -1 && PyErr_Occurred())
+        return -1;
+    if (fd < 0 || fd > INT_MAX) {
+        PyErr_SetString(PyExc_ValueError, "file descriptor out of range");
+        return -1;
+    }
+    return (int)fd;
+}
+
+static PyObject *
+wire_read_message(PyObject *module, PyObject *arg)
+{
+    int fd = fd_from(arg);
+    if (fd < 0)
+        return NULL;
+    unsigned char header[8];
+    int rc = read_exact(fd, (char *)header, 4, 1, 1);
+    if (rc != 0)
+        return NULL;
+    int32_t short_size = (int32_t)(((uint32_t)header[0] << 24) | ((uint32_t)header[1] << 16) |
+                                   ((uint32_t)header[2] << 8) | (uint32_t)header[3]);
+    uint64_t size;
+    if (short_size >= 0) {
+        size = (uint64_t)short_size;
+    }
+    else if (short_size == -1) {
+        if (read_exact(fd, (char *)header, 8, 0, 0) != 0)
+            return NULL;
+        size = 0;
+        for (int i = 0; i < 8; i++)
+            size = (size << 8) | header[i];
+        if (size > (uint64_t)PY_SSIZE_T_MAX)
+            return PyErr_Format(PyExc_OSError, "invalid message length %llu received", (unsigned long long)size);
+    }
+    else {
+        return PyErr_Format(PyExc_OSError,
+                            "invalid message length %d received: the peer is not speaking this protocol",
+                            (int)short_size);
+    }
+    PyObject *body = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)size);
+    if (body == NULL)
+        return NULL;
+    if (size && read_exact(fd, PyBytes_AS_STRING(body), (size_t)size, 0, 0) != 0) {
+        Py_DECREF(body);
+        return NULL;
+    }
+    return body;
+}
+
+/*
+ * The stash: bytes a consumer pulled out of the pipe beyond the message it wanted, kept in memory shared by
+ * every consumer of the queue (the caller holds the queue's read lock). Reading up to a stash-full at a time
+ * turns two read() calls per message into one per many. Layout: uint32 start, uint32 end, then the data.
+ */
+typedef struct {
+    uint32_t start;
+    uint32_t end;
+} stash_header;
+
+static int64_t
+parse_frame(const unsigned char *p, size_t avail, size_t *hlen)
+{
+    /* -1: need more bytes; -2: bad length (exception set); else the body size, *hlen its header's size */
+    if (avail < 4)
+        return -1;
+    int32_t s = (int32_t)(((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3]);
+    if (s >= 0) {
+        *hlen = 4;
+        return s;
+    }
+    if (s != -1) {
+        PyErr_Format(PyExc_OSError, "invalid message length %d received: the peer is not speaking this protocol",
+                     (int)s);
+        return -2;
+    }
+    if (avail < 12)
+        return -1;
+    uint64_t size = 0;
+    for (int i = 4; i < 12; i++)
+        size = (size << 8) | p[i];
+    if (size > (uint64_t)PY_SSIZE_T_MAX) {
+        PyErr_Format(PyExc_OSError, "invalid message length %llu received", (unsigned long long)size);
+        return -2;
+    }
+    *hlen = 12;
+    return (int64_t)size;
+}
+
+static PyObject *
+wire_read_message_stashed(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "read_message_stashed(fd, stash) takes exactly 2 arguments");
+        return NULL;
+    }
+    int fd = fd_from(args[0]);
+    if (fd < 0)
+        return NULL;
+    Py_buffer view;
+    if (PyObject_GetBuffer(args[1], &view, PyBUF_WRITABLE) < 0)
+        return NULL;
+    PyObject *result = NULL;
+    if (view.len < (Py_ssize_t)sizeof(stash_header) + 16 || ((uintptr_t)view.buf % 4) != 0) {
+        PyErr_SetString(PyExc_ValueError, "the stash must be a 4-aligned writable buffer of at least 24 bytes");
+        goto done;
+    }
+    stash_header *hdr = (stash_header *)view.buf;
+    unsigned char *data = (unsigned char *)view.buf + sizeof(stash_header);
+    size_t cap = (size_t)view.len - sizeof(stash_header);
+    for (;;) {
+        size_t start = hdr->start, end = hdr->end;
+        if (start > end || end > cap) {
+            PyErr_SetString(PyExc_OSError, "the queue's shared read buffer is corrupt");
+            goto done;
+        }
+        size_t avail = end - start, hlen = 0;
+        int64_t size = parse_frame(data + start, avail, &hlen);
+        if (size == -2)
+            goto done;
+        if (size >= 0 && avail - hlen >= (uint64_t)size) {
+            result = PyBytes_FromStringAndSize((const char *)data + start + hlen, (Py_ssize_t)size);
+            if (result == NULL)
+                goto done;
+            start += hlen + (size_t)size;
+            if (start == end)
+                start = end = 0;
+            hdr->start = (uint32_t)start;
+            hdr->end = (uint32_t)end;
+            goto done;
+        }
+        if (size >= 0 && hlen + (uint64_t)size > cap) {
+            /* Larger than the stash: take the part already stashed, read the rest straight into the result. */
+            size_t have = avail - hlen;
+            result = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)size);
+            if (result == NULL)
+                goto done;
+            memcpy(PyBytes_AS_STRING(result), data + start + hlen, have);
+            hdr->start = hdr->end = 0;
+            if (read_exact(fd, PyBytes_AS_STRING(result) + have, (size_t)size - have, 0, 0) != 0)
+                Py_CLEAR(result);
+            goto done;
+        }
+        if (start > 0) {
+            memmove(data, data + start, avail);
+            hdr->start = 0;
+            hdr->end = (uint32_t)avail;
+            end = avail;
+        }
+        ssize_t r;
+        Py_BEGIN_ALLOW_THREADS
+        r = read(fd, data + end, cap - end);
+        Py_END_ALLOW_THREADS
+        if (r > 0) {
+            hdr->end = (uint32_t)(end + (size_t)r);
+            continue;
+        }
+        if (r == 0) {
+            if (avail == 0)
+                PyErr_SetNone(PyExc_EOFError);
+            else
+                PyErr_SetString(PyExc_OSError, "got end of file during message");
+            goto done;
+        }
+        if (errno == EINTR) {
+            /* Only between messages may a signal handler raise: mid-message we keep reading. */
+            if (avail == 0 && PyErr_CheckSignals() < 0)
+                goto done;
+            continue;
+        }
+        PyErr_SetFromErrno(PyExc_OSError);
+        goto done;
+    }
+done:
+    PyBuffer_Release(&view);
+    return result;
+}
+
+static PyObject *
+wire_stashed(PyObject *module, PyObject *arg)
+{
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0)
+        return NULL;
+    long n = 0;
+    if (view.len >= (Py_ssize_t)sizeof(stash_header)) {
+        stash_header *hdr = (stash_header *)view.buf;
+        uint32_t start = __atomic_load_n(&hdr->start, __ATOMIC_RELAXED);
+        uint32_t end = __atomic_load_n(&hdr->end, __ATOMIC_RELAXED);
+        n = end > start ? (long)(end - start) : 0;
+    }
+    PyBuffer_Release(&view);
+    return PyLong_FromLong(n);
+}
+
+static size_t
+put_header(unsigned char *out, Py_ssize_t size)
+{
+    uint64_t n = (uint64_t)size;
+    if ((long long)size <= MAX_SHORT) {
+        for (int i = 3; i >= 0; i--, n >>= 8)
+            out[i] = (unsigned char)(n & 0xff);
+        return 4;
+    }
+    memset(out, 0xff, 4);
+    for (int i = 11; i >= 4; i--, n >>= 8)
+        out[i] = (unsigned char)(n & 0xff);
+    return 12;
+}
+
+/* writev every iovec completely, advancing over partial writes. 0 on success, -1 with an exception. */
+static int
+writev_all(int fd, struct iovec *iov, int count)
+{
+    while (count > 0) {
+        ssize_t w;
+        Py_BEGIN_ALLOW_THREADS
+        w = writev(fd, iov, count > IOV_MAX ? IOV_MAX : count);
+        Py_END_ALLOW_THREADS
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            PyErr_SetFromErrno(PyExc_OSError);
+            return -1;
+        }
+        size_t left = (size_t)w;
+        while (count > 0 && left >= iov->iov_len) {
+            left -= iov->iov_len;
+            iov++;
+            count--;
+        }
+        if (count > 0) {
+            iov->iov_base = (char *)iov->iov_base + left;
+            iov->iov_len -= left;
+        }
+    }
+    return 0;
+}
+
+static PyObject *
+wire_write_messages(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "write_messages(fd, messages) takes exactly 2 arguments");
+        return NULL;
+    }
+    int fd = fd_from(args[0]);
+    if (fd < 0)
+        return NULL;
+    PyObject *seq = PySequence_Fast(args[1], "write_messages() needs a sequence of bytes");
+    if (seq == NULL)
+        return NULL;
+    Py_ssize_t total = PySequence_Fast_GET_SIZE(seq);
+    PyObject **items = PySequence_Fast_ITEMS(seq);
+    struct iovec iov[2 * BATCH];
+    unsigned char headers[BATCH][12];
+    for (Py_ssize_t start = 0; start < total; start += BATCH) {
+        Py_ssize_t end = start + BATCH < total ? start + BATCH : total;
+        int count = 0;
+        for (Py_ssize_t i = start; i < end; i++) {
+            PyObject *item = items[i];
+            if (!PyBytes_Check(item)) {
+                PyErr_Format(PyExc_TypeError, "write_messages() needs bytes, not %.100s", Py_TYPE(item)->tp_name);
+                Py_DECREF(seq);
+                return NULL;
+            }
+            Py_ssize_t size = PyBytes_GET_SIZE(item);
+            iov[count].iov_base = headers[i - start];
+            iov[count].iov_len = put_header(headers[i - start], size);
+            count++;
+            if (size) {
+                iov[count].iov_base = PyBytes_AS_STRING(item);
+                iov[count].iov_len = (size_t)size;
+                count++;
+            }
+        }
+        /* The bytes objects stay alive while the GIL is released: `seq` holds them. */
+        if (writev_all(fd, iov, count) < 0) {
+            Py_DECREF(seq);
+            return NULL;
+        }
+    }
+    Py_DECREF(seq);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+wire_unread(PyObject *module, PyObject *arg)
+{
+    int fd = fd_from(arg);
+    if (fd < 0)
+        return NULL;
+    int pending = 0;
+    if (ioctl(fd, FIONREAD, &pending) < 0)
+        return PyErr_SetFromErrno(PyExc_OSError);
+    return PyLong_FromLong(pending);
+}
+
+static PyMethodDef wire_methods[] = {
+    {"read_message_stashed", (PyCFunction)(void (*)(void))wire_read_message_stashed, METH_FASTCALL,
+     "read_message_stashed(fd, stash) -> bytes\n\nRead one framed message, first from the shared stash, "
+     "refilling it from fd with one read() when it holds no whole message. Hold the queue's read lock."},
+    {"stashed", (PyCFunction)wire_stashed, METH_O,
+     "stashed(stash) -> int\n\nHow many bytes the stash holds (without the lock: a hint)."},
+    {"unread", (PyCFunction)wire_unread, METH_O,
+     "unread(fd) -> int\n\nHow many bytes wait to be read on the pipe or socket fd (FIONREAD)."},
+    {"read_message", (PyCFunction)wire_read_message, METH_O,
+     "read_message(fd) -> bytes\n\nRead one framed message; EOFError at end of file before a message."},
+    {"write_messages", (PyCFunction)(void (*)(void))wire_write_messages, METH_FASTCALL,
+     "write_messages(fd, messages)\n\nWrite each bytes object as one framed message, batched into writev calls."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef wire_module = {
+    PyModuleDef_HEAD_INIT, "procpar_sync._wire",
+    "Framed messages on file descriptors (procpar-core's connection framing).", -1, wire_methods,
+};
+
+PyMODINIT_FUNC
+PyInit__wire(void)
+{
+    return PyModule_Create(&wire_module);
+}

@@ -1,0 +1,116 @@
+"""The compiled message framing under the queues: compatible with connections, exact, and strict."""
+
+from __future__ import annotations
+
+import os
+import struct
+import threading
+from typing import Any
+
+import pytest
+
+from procpar_core import connection
+from procpar_sync import _arena, _wire
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture
+def pipe() -> Any:
+    r, w = os.pipe()
+    yield r, w
+    for fd in (r, w):
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+
+def _stash(size: int = 1 << 16) -> Any:
+    return _arena.Arena(size).buffer
+
+
+def test_write_messages_speaks_connection_framing() -> None:
+    reader, writer = connection.Pipe(duplex=False)
+    messages = [b"", b"x", os.urandom(1000), *(bytes([i % 256]) * i for i in range(600))]
+    done = threading.Thread(target=_wire.write_messages, args=(writer.fileno(), messages))
+    done.start()  # 600+ messages: more than one writev batch
+    assert [reader.recv_bytes() for _ in messages] == messages
+    done.join(30)
+
+
+def test_read_message_reads_connection_messages() -> None:
+    reader, writer = connection.Pipe(duplex=False)
+    writer.send_bytes(b"hello")
+    writer.send_bytes(b"")
+    assert _wire.read_message(reader.fileno()) == b"hello"
+    assert _wire.read_message(reader.fileno()) == b""
+    writer.close()
+    with pytest.raises(EOFError):
+        _wire.read_message(reader.fileno())
+
+
+def test_read_message_rejects_garbage_and_truncation(pipe: Any) -> None:
+    r, w = pipe
+    os.write(w, struct.pack("!i", -7))
+    with pytest.raises(OSError, match="invalid message length -7"):
+        _wire.read_message(r)
+    os.write(w, struct.pack("!i", 10) + b"abc")
+    os.close(w)
+    with pytest.raises(OSError, match="end of file during message"):
+        _wire.read_message(r)
+
+
+def test_write_messages_rejects_non_bytes(pipe: Any) -> None:
+    with pytest.raises(TypeError, match="needs bytes, not str"):
+        _wire.write_messages(pipe[1], [b"ok", "text"])
+    with pytest.raises(ValueError, match="out of range"):
+        _wire.write_messages(-1, [b"x"])
+
+
+def test_stash_takes_many_messages_per_read(pipe: Any) -> None:
+    r, w = pipe
+    stash = _stash()
+    _wire.write_messages(w, [b"a", b"bb", b"ccc"])
+    assert _wire.read_message_stashed(r, stash) == b"a"
+    # the other two came out of the pipe with the first one
+    assert _wire.stashed(stash) == 2 * 4 + 5
+    assert _wire.read_message_stashed(r, stash) == b"bb"
+    assert _wire.read_message_stashed(r, stash) == b"ccc"
+    assert _wire.stashed(stash) == 0
+
+
+def test_stash_passes_messages_larger_than_itself(pipe: Any) -> None:
+    r, w = pipe
+    stash = _stash(4096)
+    small, big = b"s" * 100, os.urandom(200_000)
+    writer = threading.Thread(target=_wire.write_messages, args=(w, [small, big, small]))
+    writer.start()
+    assert _wire.read_message_stashed(r, stash) == small
+    assert _wire.read_message_stashed(r, stash) == big
+    assert _wire.read_message_stashed(r, stash) == small
+    writer.join(30)
+
+
+def test_stash_reports_eof_and_truncation(pipe: Any) -> None:
+    r, w = pipe
+    stash = _stash()
+    os.write(w, struct.pack("!i", 3) + b"abc" + struct.pack("!i", 5) + b"xy")
+    os.close(w)
+    assert _wire.read_message_stashed(r, stash) == b"abc"
+    with pytest.raises(OSError, match="end of file during message"):
+        _wire.read_message_stashed(r, stash)
+
+
+def test_stash_rejects_a_bad_buffer(pipe: Any) -> None:
+    with pytest.raises(ValueError, match="at least 24 bytes"):
+        _wire.read_message_stashed(pipe[0], bytearray(8))
+    with pytest.raises(BufferError, match="not writable"):
+        _wire.read_message_stashed(pipe[0], b"read-only buffer of enough size")
+
+
+def test_unread_counts_pending_bytes(pipe: Any) -> None:
+    r, w = pipe
+    assert _wire.unread(r) == 0
+    os.write(w, b"12345")
+    assert _wire.unread(r) == 5
