@@ -27,10 +27,13 @@ PYTHONS = os.environ.get("PROCPAR_PYTHONS", "3.10 3.11 3.12 3.13").split()
 PACKAGES: dict[str, tuple[str, str, list[str]]] = {
     "core": ("procpar-core", "procpar_core", []),
     "sync": ("procpar-sync", "procpar_sync", ["procpar-core"]),
-    "meta": ("procpar", "procpar", ["procpar-core", "procpar-sync"]),
+    "shm": ("procpar-shm", "procpar_shm", ["procpar-core", "procpar-sync"]),
+    "meta": ("procpar", "procpar", ["procpar-core", "procpar-sync", "procpar-shm"]),
 }
 ALL_IMPORT_NAMES = ["procpar_core", "procpar_sync", "procpar_shm", "procpar_managers", "procpar_pool", "procpar"]
 TEST_DEPS = ["pytest>=7", "pytest-timeout>=2.1", "hypothesis>=6", "cloudpickle>=2.0"]
+# Per package: what its tests use beyond TEST_DEPS (numpy: zero-copy views of shared memory).
+EXTRA_TEST_DEPS: dict[str, list[str]] = {"shm": ["numpy"]}
 
 nox.options.default_venv_backend = "venv"
 nox.options.error_on_missing_interpreters = False
@@ -87,7 +90,7 @@ print("dependency closure ok:", expected)
 def _make_test_session(short: str, dist: str, import_name: str) -> None:
     @nox.session(name=f"tests-{short}", python=PYTHONS, tags=["tests"])
     def tests(session: nox.Session) -> None:
-        closure = _install_closure(session, dist, *TEST_DEPS)
+        closure = _install_closure(session, dist, *TEST_DEPS, *EXTRA_TEST_DEPS.get(short, []))
         imports = [PACKAGES[s][1] for s in PACKAGES if PACKAGES[s][0] in closure]
         others = [n for n in ALL_IMPORT_NAMES if n not in imports]
         # Run from outside the tree so nothing resolves to src/ by accident.

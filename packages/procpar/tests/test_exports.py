@@ -38,7 +38,8 @@ def test_core_names_are_the_core_objects() -> None:
     assert procpar.reducer is procpar_core.reduction
 
 
-@pytest.mark.parametrize("submodule", ["connection", "context", "process", "reduction", "util"])
+@pytest.mark.parametrize("submodule", ["connection", "context", "process", "reduction", "util", "synchronize",
+                                       "queues", "sharedctypes", "shared_memory", "heap"])
 def test_documented_submodules(submodule: str) -> None:
     mod = importlib.import_module(f"procpar.{submodule}")
     std = importlib.import_module(f"multiprocessing.{submodule}")
@@ -107,3 +108,58 @@ def test_program_written_for_multiprocessing_runs_unchanged(tmp_path: Any) -> No
     assert result.returncode == 0, result.stderr
     for method in procpar.get_all_start_methods():
         assert f"{method} 285" in result.stdout
+
+
+def test_shared_memory_is_the_implementation_module() -> None:
+    import procpar_shm.shared_memory
+
+    # Patching a module global (as CPython's own tests do with _make_filename) must reach the implementation.
+    assert procpar.shared_memory is procpar_shm.shared_memory
+
+
+def test_context_value_factories() -> None:
+    ctx: Any = procpar.get_context("spawn")
+    v = ctx.Value("i", 3)
+    assert v.value == 3 and type(v.get_lock()).__name__ == "RLock"
+    raw = ctx.RawArray("d", 4)  # no ctx= for the raw factories, as in the stdlib
+    assert raw[:] == [0.0] * 4
+    assert procpar.Array("i", [1, 2])[:] == [1, 2]
+
+
+SPEC_VALUE_ARRAY = """
+from multiprocessing import Process, Value, Array
+
+def f(n, a):
+    n.value = 3.1415927
+    for i in range(len(a)):
+        a[i] = -a[i]
+
+if __name__ == '__main__':
+    num = Value('d', 0.0)
+    arr = Array('i', range(10))
+
+    p = Process(target=f, args=(num, arr))
+    p.start()
+    p.join()
+
+    print(num.value)
+    print(arr[:])
+"""
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn", "forkserver"])
+def test_spec_shared_memory_example_through_the_meta_package(tmp_path: Any, method: str) -> None:
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "example.py"
+    source = SPEC_VALUE_ARRAY.replace("if __name__ == '__main__':\n",
+                                      f"if __name__ == '__main__':\n    multiprocessing.set_start_method({method!r})\n")
+    prelude = "import procpar as multiprocessing, sys\nsys.modules['multiprocessing'] = multiprocessing\n"
+    script.write_text(prelude + source)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60, env=env,
+                         cwd=str(tmp_path))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == ["3.1415927", "[0, -1, -2, -3, -4, -5, -6, -7, -8, -9]"]

@@ -117,7 +117,7 @@ def dumps(obj: Any, protocol: int | None = None) -> memoryview:
 class _ThreadPickler:
     """One thread's reusable pickler, writing into a list of chunks (a small pickle arrives as one chunk)."""
 
-    __slots__ = ("pickler", "chunks", "busy", "write")
+    __slots__ = ("busy", "chunks", "pickler", "write")
 
     def __init__(self) -> None:
         self.chunks: list[bytes] = []

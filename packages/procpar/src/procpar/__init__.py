@@ -44,6 +44,10 @@ if TYPE_CHECKING:
     from typing import Any
 
     from procpar_core import Pipe as Pipe
+    from procpar_shm import Array as Array
+    from procpar_shm import RawArray as RawArray
+    from procpar_shm import RawValue as RawValue
+    from procpar_shm import Value as Value
     from procpar_sync import Barrier as Barrier
     from procpar_sync import BoundedSemaphore as BoundedSemaphore
     from procpar_sync import Condition as Condition
@@ -57,9 +61,12 @@ if TYPE_CHECKING:
 
     from . import connection as connection
     from . import context as context
+    from . import heap as heap
     from . import process as process
     from . import queues as queues
     from . import reduction as reduction
+    from . import shared_memory as shared_memory
+    from . import sharedctypes as sharedctypes
     from . import synchronize as synchronize
     from . import util as util
 
@@ -87,7 +94,7 @@ set_serializer = _default_context.set_serializer
 get_serializer = _default_context.get_serializer
 
 _SUBMODULES = frozenset({"connection", "context", "process", "reduction", "util", "synchronize", "queues",
-                         "resource_tracker"})
+                         "resource_tracker", "sharedctypes", "shared_memory", "heap"})
 
 
 def __getattr__(name: str) -> Any:

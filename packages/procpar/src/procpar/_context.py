@@ -10,7 +10,7 @@ import functools
 
 from procpar_core import context as _core
 
-from ._extensions import EXTENSIONS, load, missing
+from ._extensions import EXTENSIONS, NO_CONTEXT_ARGUMENT, load, missing
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -30,6 +30,8 @@ class FullContextMixin:
             factory = load(name)
         except AttributeError:
             raise missing(name, "context") from None
+        if name in NO_CONTEXT_ARGUMENT:
+            return factory
         # The default context hands out its current concrete context, as the stdlib's does.
         return functools.partial(factory, ctx=self.get_context())  # type: ignore[attr-defined,unused-ignore]
 

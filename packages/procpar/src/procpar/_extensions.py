@@ -22,6 +22,9 @@ EXTENSIONS: dict[str, tuple[str, str]] = {
     "Pool": ("procpar_pool", "procpar-pool"),
 }
 
+# Factories that take no ``ctx=`` (they create no lock or process).
+NO_CONTEXT_ARGUMENT = frozenset({"RawValue", "RawArray"})
+
 
 def missing(name: str, where: str) -> AttributeError:
     _, dist = EXTENSIONS[name]

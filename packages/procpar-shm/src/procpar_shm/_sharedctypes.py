@@ -1,0 +1,231 @@
+"""ctypes objects in shared memory, optionally wrapped with a process-shared lock.
+
+An object lives in a block of the shared heap (``_heap``). It reaches children inherited through fork or as
+a ``Process`` argument under spawn and forkserver: it pickles as (its type, its heap block), and the block's
+arena travels by file descriptor; anywhere else pickling it raises the usual "only through inheritance"
+error. The synchronized wrappers pickle as (object, lock), under the same rule.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import weakref
+
+from procpar_core.reduction import ForkingPickler, assert_spawning
+from procpar_sync import RLock
+
+from ._heap import BufferWrapper
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable
+
+__all__ = ["RawValue", "RawArray", "Value", "Array", "copy", "synchronized", "typecode_to_type",
+           "Synchronized", "SynchronizedArray", "SynchronizedString", "SynchronizedBase"]
+
+typecode_to_type: dict[str, Any] = {
+    "c": ctypes.c_char, "u": ctypes.c_wchar,
+    "b": ctypes.c_byte, "B": ctypes.c_ubyte,
+    "h": ctypes.c_short, "H": ctypes.c_ushort,
+    "i": ctypes.c_int, "I": ctypes.c_uint,
+    "l": ctypes.c_long, "L": ctypes.c_ulong,
+    "q": ctypes.c_longlong, "Q": ctypes.c_ulonglong,
+    "f": ctypes.c_float, "d": ctypes.c_double,
+}
+if ctypes.sizeof(ctypes.c_wchar) == 4:
+    typecode_to_type["w"] = ctypes.c_wchar  # array's UCS-4 code (3.13): wchar_t is 4 bytes here
+
+
+# The base of every ctypes data type (simple types, arrays, structures, unions, pointers).
+_CDATA = ctypes.c_int.__mro__[-2]
+
+
+def _ctype(typecode_or_type: Any) -> Any:
+    if isinstance(typecode_or_type, str):
+        try:
+            return typecode_to_type[typecode_or_type]
+        except KeyError:
+            raise TypeError(f"unknown typecode {typecode_or_type!r}: use one of "
+                            f"{' '.join(sorted(typecode_to_type))} or a ctypes type") from None
+    if not (isinstance(typecode_or_type, type) and issubclass(typecode_or_type, _CDATA)):
+        raise TypeError(f"{typecode_or_type!r} is neither an array typecode nor a ctypes type")
+    return typecode_or_type
+
+
+def _reduce_ctype(obj: Any) -> tuple[Any, ...]:
+    wrapper = getattr(obj, "_wrapper", None)
+    if wrapper is None:  # an ordinary ctypes object of a type we registered: pickle it the ordinary way
+        return obj.__reduce__()  # type: ignore[no-any-return]
+    assert_spawning(obj)
+    if isinstance(obj, ctypes.Array):
+        return _rebuild_ctype, (obj._type_, wrapper, obj._length_)
+    return _rebuild_ctype, (type(obj), wrapper, None)
+
+
+def _rebuild_ctype(type_: Any, wrapper: BufferWrapper, length: int | None) -> Any:
+    if length is not None:
+        type_ = type_ * length
+    ForkingPickler.register(type_, _reduce_ctype)
+    obj = type_.from_buffer(wrapper.create_memoryview())
+    obj._wrapper = wrapper
+    return obj
+
+
+def _new_value(type_: Any) -> Any:
+    wrapper = BufferWrapper(ctypes.sizeof(type_))
+    obj = _rebuild_ctype(type_, wrapper, None)
+    if not wrapper.fresh:  # reused heap memory: fresh arena memory is already zero
+        ctypes.memset(ctypes.addressof(obj), 0, ctypes.sizeof(obj))
+    return obj
+
+
+def RawValue(typecode_or_type: Any, *args: Any) -> Any:
+    """A ctypes object in shared memory, initialised with ``args`` (no lock)."""
+    obj = _new_value(_ctype(typecode_or_type))
+    obj.__init__(*args)
+    return obj
+
+
+def RawArray(typecode_or_type: Any, size_or_initializer: Any) -> Any:
+    """A ctypes array in shared memory: ``size`` zeroes, or a copy of a sequence (no lock)."""
+    type_ = _ctype(typecode_or_type)
+    if isinstance(size_or_initializer, int):
+        if size_or_initializer < 0:
+            raise ValueError(f"array size must be >= 0, not {size_or_initializer}")
+        return _new_value(type_ * size_or_initializer)
+    try:
+        length = len(size_or_initializer)
+    except TypeError:
+        raise TypeError("size_or_initializer must be an int or a sequence, not "
+                        f"{type(size_or_initializer).__name__}") from None
+    obj = _new_value(type_ * length)
+    obj.__init__(*size_or_initializer)
+    return obj
+
+
+def _lock_for(lock: Any, ctx: Any) -> Any:
+    if lock is True or lock is None:
+        factory = getattr(ctx, "RLock", None) if ctx is not None else None
+        return factory() if factory is not None else RLock(ctx=ctx)
+    if not hasattr(lock, "acquire"):
+        raise AttributeError(f"{lock!r} has no method 'acquire': pass lock=True, lock=False or a Lock/RLock")
+    return lock
+
+
+def Value(typecode_or_type: Any, *args: Any, lock: Any = True, ctx: Any = None) -> Any:
+    """A shared ctypes object; with ``lock`` (True: a new RLock) wrapped so that access is synchronised."""
+    obj = RawValue(typecode_or_type, *args)
+    if lock is False:
+        return obj
+    return synchronized(obj, _lock_for(lock, ctx), ctx=ctx)
+
+
+def Array(typecode_or_type: Any, size_or_initializer: Any, *, lock: Any = True, ctx: Any = None) -> Any:
+    """A shared ctypes array; with ``lock`` (True: a new RLock) wrapped so that access is synchronised."""
+    obj = RawArray(typecode_or_type, size_or_initializer)
+    if lock is False:
+        return obj
+    return synchronized(obj, _lock_for(lock, ctx), ctx=ctx)
+
+
+def copy(obj: Any) -> Any:
+    """A new shared ctypes object holding a copy of ``obj``."""
+    new_obj = _new_value(type(obj))
+    ctypes.pointer(new_obj)[0] = obj
+    return new_obj
+
+
+_structure_wrappers: weakref.WeakKeyDictionary[type, type] = weakref.WeakKeyDictionary()
+
+
+def synchronized(obj: Any, lock: Any = None, ctx: Any = None) -> Any:
+    """Wrap the ctypes object ``obj`` so that each access holds ``lock`` (a new RLock if None)."""
+    if isinstance(obj, SynchronizedBase):
+        raise TypeError("object is already synchronized")
+    if isinstance(obj, ctypes._SimpleCData):
+        return Synchronized(obj, lock, ctx)
+    if isinstance(obj, ctypes.Array):
+        if obj._type_ is ctypes.c_char:
+            return SynchronizedString(obj, lock, ctx)
+        return SynchronizedArray(obj, lock, ctx)
+    cls = type(obj)
+    wrapper_cls = _structure_wrappers.get(cls)
+    if wrapper_cls is None:
+        fields = [field[0] for field in getattr(cls, "_fields_", ())]
+        namespace = {name: _locked_attribute(name) for name in fields}
+        wrapper_cls = _structure_wrappers[cls] = type(f"Synchronized{cls.__name__}", (SynchronizedBase,), namespace)
+    return wrapper_cls(obj, lock, ctx)
+
+
+def _locked_attribute(name: str) -> property:
+    def get(self: SynchronizedBase) -> Any:
+        with self._lock:
+            return getattr(self._obj, name)
+
+    def set(self: SynchronizedBase, value: Any) -> None:
+        with self._lock:
+            setattr(self._obj, name, value)
+
+    return property(get, set, doc=f"{name}, read and written with the lock held")
+
+
+class SynchronizedBase:
+    """A shared ctypes object together with the lock that guards it."""
+
+    def __init__(self, obj: Any, lock: Any = None, ctx: Any = None) -> None:
+        self._obj = obj
+        self._lock = lock if lock else _lock_for(True, ctx)
+        self.acquire: Callable[..., bool] = self._lock.acquire
+        self.release: Callable[[], None] = self._lock.release
+
+    def __enter__(self) -> bool:
+        return bool(self._lock.__enter__())
+
+    def __exit__(self, *args: object) -> None:
+        self._lock.__exit__(*args)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        assert_spawning(self)
+        return synchronized, (self._obj, self._lock)
+
+    def get_obj(self) -> Any:
+        """The wrapped ctypes object (accessing it directly bypasses the lock)."""
+        return self._obj
+
+    def get_lock(self) -> Any:
+        """The lock that guards the object."""
+        return self._lock
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} wrapper for {self._obj}>"
+
+
+class Synchronized(SynchronizedBase):
+    value = _locked_attribute("value")
+
+
+class SynchronizedArray(SynchronizedBase):
+    def __len__(self) -> int:
+        return len(self._obj)
+
+    def __getitem__(self, i: Any) -> Any:
+        with self._lock:
+            return self._obj[i]
+
+    def __setitem__(self, i: Any, value: Any) -> None:
+        with self._lock:
+            self._obj[i] = value
+
+    def __getslice__(self, start: int, stop: int) -> Any:
+        with self._lock:
+            return self._obj[start:stop]
+
+    def __setslice__(self, start: int, stop: int, values: Any) -> None:
+        with self._lock:
+            self._obj[start:stop] = values
+
+
+class SynchronizedString(SynchronizedArray):
+    value = _locked_attribute("value")
+    raw = _locked_attribute("raw")
+
