@@ -201,6 +201,43 @@ def bench_queue_latency(rounds: int) -> dict[str, float]:
     return {name: _median(v) for name, v in results.items()}
 
 
+def bench_raw_array(length: int) -> dict[str, float]:
+    # Creation only: the stdlib zeroes the array (touching every page); fresh shared memory already is zero.
+    results: dict[str, list[float]] = {}
+    for _ in range(5):
+        for name, impl in _impls().items():
+            t0 = time.perf_counter()
+            arr = impl.RawArray("d", length)
+            results.setdefault(name, []).append((time.perf_counter() - t0) * 1e3)
+            del arr
+    return {name: _median(v) for name, v in results.items()}
+
+
+def locked_increments(v: Any, count: int) -> None:
+    for _ in range(count):
+        with v.get_lock():
+            v.value += 1
+
+
+def bench_value_increments(count: int) -> dict[str, float]:
+    results: dict[str, list[float]] = {}
+    for _ in range(3):
+        for name, impl in _impls().items():
+            ctx = impl.get_context("fork")
+            v = ctx.Value("i", 0)
+            procs = [ctx.Process(target=locked_increments, args=(v, count)) for _ in range(2)]
+            t0 = time.perf_counter()
+            for p in procs:
+                p.start()
+            for p in procs:
+                p.join()
+            elapsed = time.perf_counter() - t0
+            if v.value != 2 * count:
+                raise AssertionError(f"{name}: lost increments, {v.value} != {2 * count}")
+            results.setdefault(name, []).append(2 * count / elapsed)
+    return {name: _median(v) for name, v in results.items()}
+
+
 WORKLOADS: dict[str, tuple[str, str, float, Callable[[bool], dict[str, float]]]] = {
     # name: (unit, direction, target ratio, runner)
     "start-fork": ("ms", "lower", 0.8, lambda q: bench_start("fork", 60 if q else 300)),
@@ -212,6 +249,8 @@ WORKLOADS: dict[str, tuple[str, str, float, Callable[[bool], dict[str, float]]]]
     "lock-pair": ("ns", "lower", 1.1, lambda q: bench_lock_pair(200_000 if q else 1_000_000)),
     "queue-throughput": ("it/s", "higher", 3.0, lambda q: bench_queue_throughput(20_000 if q else 100_000)),
     "queue-latency": ("us", "lower", 0.7, lambda q: bench_queue_latency(1000 if q else 5000)),
+    "rawarray-create": ("ms", "lower", 0.8, lambda q: bench_raw_array(10_000_000)),
+    "value-lock-increments": ("op/s", "higher", 1.0, lambda q: bench_value_increments(20_000 if q else 100_000)),
 }
 
 

@@ -227,3 +227,14 @@ def test_shareable_list_layout_is_the_stdlibs(ctx: Any) -> None:
             resource_tracker.unregister(theirs.shm._name, "shared_memory")  # type: ignore[attr-defined]
         ours.shm.close()
         ours.shm.unlink()
+
+
+def test_shareable_list_slots_fit_multibyte_strings() -> None:
+    sl = ShareableList(["encodés", "ééééééé"])
+    try:
+        # The first fits the stdlib's slot (7 characters, 8 bytes); the second needs more than its 7 characters.
+        assert sl.format == "8s16s"
+        assert list(sl) == ["encodés", "ééééééé"]
+    finally:
+        sl.shm.close()
+        sl.shm.unlink()

@@ -204,8 +204,12 @@ def _decode(kind: int, raw: Any) -> Any:
 
 def _format_of(value: Any) -> str:
     if isinstance(value, (str, bytes)):
-        length = len(value.encode(_ENCODING) if isinstance(value, str) else value)
-        return f"{_SLOT * (length // _SLOT + 1)}s"
+        # The stdlib sizes a str slot by its characters; keep its formats, but never a slot too small for
+        # the encoded bytes (the stdlib would cut a multi-byte string short).
+        size = _SLOT * (len(value) // _SLOT + 1)
+        if isinstance(value, str) and len(value.encode(_ENCODING)) > size:
+            size = _SLOT * (len(value.encode(_ENCODING)) // _SLOT + 1)
+        return f"{size}s"
     try:
         return _FORMATS[type(value)]
     except KeyError:

@@ -36,6 +36,20 @@ typedef struct {
     long count;
 } PsemObject;
 
+#ifndef SPIN_LIMIT
+#define SPIN_LIMIT 200
+#endif
+
+static inline void
+cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
 static inline int
 try_decrement(psem_shared *s)
 {
@@ -251,7 +265,15 @@ Psem_acquire(PsemObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject
     for (;;) {
         int result = 0, got = 0;
         Py_BEGIN_ALLOW_THREADS
-        for (;;) {
+        /* A holder on another CPU usually releases within a few microseconds: watch for that briefly before
+           paying for a sleep and a wake-up in the kernel. */
+        for (int spin = 0; spin < SPIN_LIMIT && !got; spin++) {
+            if (__atomic_load_n(&s->value, __ATOMIC_RELAXED) > 0 && try_decrement(s))
+                got = 1;
+            else
+                cpu_relax();
+        }
+        for (; !got;) {
             __atomic_add_fetch(&s->waiters, 1, __ATOMIC_SEQ_CST);
             if (__atomic_load_n(&s->value, __ATOMIC_SEQ_CST) == 0)
                 result = wait_for_change(s, deadlinep);
