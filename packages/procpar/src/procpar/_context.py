@@ -10,7 +10,7 @@ import functools
 
 from procpar_core import context as _core
 
-from ._extensions import EXTENSIONS, NO_CONTEXT_ARGUMENT, load, missing
+from ._extensions import CONTEXT_KEYWORD, EXTENSIONS, NO_CONTEXT_ARGUMENT, load, missing
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -33,7 +33,8 @@ class FullContextMixin:
         if name in NO_CONTEXT_ARGUMENT:
             return factory
         # The default context hands out its current concrete context, as the stdlib's does.
-        return functools.partial(factory, ctx=self.get_context())  # type: ignore[attr-defined,unused-ignore]
+        keyword = CONTEXT_KEYWORD.get(name, "ctx")
+        return functools.partial(factory, **{keyword: self.get_context()})  # type: ignore[attr-defined,unused-ignore]
 
 
 class ForkContext(FullContextMixin, _core.ForkContext):

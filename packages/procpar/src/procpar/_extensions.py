@@ -24,6 +24,8 @@ EXTENSIONS: dict[str, tuple[str, str]] = {
 
 # Factories that take no ``ctx=`` (they create no lock or process).
 NO_CONTEXT_ARGUMENT = frozenset({"RawValue", "RawArray"})
+# Factories whose context keyword is not ``ctx`` (the stdlib's Pool takes ``context=``).
+CONTEXT_KEYWORD = {"Pool": "context"}
 
 
 def missing(name: str, where: str) -> AttributeError:

@@ -1,0 +1,22 @@
+"""procpar-pool: a process pool with the ``multiprocessing.pool`` API that never hangs on a dead worker.
+
+``from procpar_pool import Pool`` is all a data-parallel program needs. Also ``ThreadPool``, and
+``Executor`` for code written against ``concurrent.futures``. Public submodule: ``procpar_pool.pool``.
+"""
+
+from __future__ import annotations
+
+from .__about__ import __version__ as __version__
+from ._errors import PicklingFailedError as PicklingFailedError
+from ._errors import PoolClosedError as PoolClosedError
+from ._errors import RemoteTraceback as RemoteTraceback
+from ._errors import TaskTimeoutError as TaskTimeoutError
+from ._errors import TimeoutError as TimeoutError
+from ._errors import WorkerLostError as WorkerLostError
+from ._executor import Executor as Executor
+from ._pool import Pool as Pool
+from ._pool import ThreadPool as ThreadPool
+from ._results import AsyncResult as AsyncResult
+
+__all__ = ["Pool", "ThreadPool", "Executor", "AsyncResult", "TimeoutError", "WorkerLostError", "TaskTimeoutError",
+           "PicklingFailedError", "PoolClosedError", "RemoteTraceback"]

@@ -1,0 +1,215 @@
+"""``Pool`` and ``ThreadPool``: the stdlib's API over procpar's dispatchers.
+
+The documented signatures are kept; what procpar adds is keyword-only: ``task_timeout`` (a per-task time
+limit), ``progress`` (a progress bar for the map family), ``max_ahead`` (how far imap reads its iterable
+ahead of the consumer) and the pool-wide ``prefetch``.
+"""
+
+from __future__ import annotations
+
+import os
+import weakref
+
+from ._dispatch import RUN, Dispatcher
+from ._progress import make_progress
+from ._results import MAP, STARMAP, ApplyResult, IMapIterator, IMapUnorderedIterator, MapResult
+from ._threads import ThreadDispatcher
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable, Iterable
+
+__all__ = ["Pool", "ThreadPool"]
+
+
+def _check_time_limit(task_timeout: float | None) -> float | None:
+    if task_timeout is None:
+        return None
+    if not isinstance(task_timeout, (int, float)) or task_timeout <= 0:
+        raise ValueError(f"task_timeout must be a positive number of seconds or None, not {task_timeout!r}")
+    return float(task_timeout)
+
+
+class Pool:
+    """A pool of worker processes (the ``multiprocessing.pool.Pool`` API).
+
+    A worker that dies fails only the tasks it held (``WorkerLostError``) and is replaced; an argument,
+    result or exception that cannot be pickled fails its own task (``PicklingFailedError``). Exiting the
+    ``with`` block terminates the pool, as in the stdlib.
+    """
+
+    def __init__(self, processes: int | None = None, initializer: Callable[..., Any] | None = None,
+                 initargs: Iterable[Any] = (), maxtasksperchild: int | None = None, context: Any = None, *,
+                 task_timeout: float | None = None, prefetch: int = 4) -> None:
+        if processes is None:
+            processes = os.cpu_count() or 1
+        if not isinstance(processes, int) or processes < 1:
+            raise ValueError("Number of processes must be at least 1")
+        if maxtasksperchild is not None and (not isinstance(maxtasksperchild, int) or maxtasksperchild <= 0):
+            raise ValueError("maxtasksperchild must be a positive int or None")
+        if initializer is not None and not callable(initializer):
+            raise TypeError("initializer must be a callable")
+        if not isinstance(prefetch, int) or prefetch < 1:
+            raise ValueError(f"prefetch must be a positive int, not {prefetch!r}")
+        self._processes = processes
+        self._task_timeout = _check_time_limit(task_timeout)
+        self._dispatcher = self._make_dispatcher(processes, initializer, tuple(initargs), maxtasksperchild, context,
+                                                 prefetch)
+        # Collected without close()/terminate(): warn and stop the workers, as the stdlib does.
+        weakref.finalize(self, _collected, self._dispatcher)
+
+    def _make_dispatcher(self, processes: int, initializer: Any, initargs: tuple[Any, ...],
+                         maxtasksperchild: int | None, context: Any, prefetch: int) -> Any:
+        if context is None:
+            import procpar_core
+
+            context = procpar_core.get_context()
+        self._ctx = context
+        return Dispatcher(context, processes, initializer, initargs, maxtasksperchild, prefetch)
+
+    @property
+    def _pool(self) -> list[Any]:
+        """The live workers (the stdlib's attribute)."""
+        return self._dispatcher.processes
+
+    @property
+    def _state(self) -> str:
+        return str(self._dispatcher.state)
+
+    def _check_running(self) -> None:
+        if self._dispatcher.state != RUN:
+            raise ValueError("Pool not running")
+
+    def _time_limit(self, task_timeout: float | None) -> float | None:
+        return _check_time_limit(task_timeout) if task_timeout is not None else self._task_timeout
+
+    # -- the documented API ----------------------------------------------------------------------------------
+
+    def apply(self, func: Callable[..., Any], args: Iterable[Any] = (), kwds: dict[str, Any] | None = None, *,
+              task_timeout: float | None = None) -> Any:
+        """Call ``func(*args, **kwds)`` in a worker and return its result."""
+        return self.apply_async(func, args, kwds, task_timeout=task_timeout).get()
+
+    def apply_async(self, func: Callable[..., Any], args: Iterable[Any] = (), kwds: dict[str, Any] | None = None,
+                    callback: Callable[[Any], Any] | None = None,
+                    error_callback: Callable[[BaseException], Any] | None = None, *,
+                    task_timeout: float | None = None) -> ApplyResult:
+        """Start ``func(*args, **kwds)`` in a worker; returns an ``AsyncResult``."""
+        self._check_running()
+        result = ApplyResult(self._dispatcher, func, args, kwds or {}, callback, error_callback,
+                             self._time_limit(task_timeout))
+        self._dispatcher.submit(result)
+        return result
+
+    def map(self, func: Callable[[Any], Any], iterable: Iterable[Any], chunksize: int | None = None, *,
+            progress: Any = False, task_timeout: float | None = None) -> list[Any]:
+        """``list(map(func, iterable))``, computed in chunks by the workers."""
+        return self._map_async(func, iterable, MAP, chunksize, None, None, progress, task_timeout).get()
+
+    def map_async(self, func: Callable[[Any], Any], iterable: Iterable[Any], chunksize: int | None = None,
+                  callback: Callable[[Any], Any] | None = None,
+                  error_callback: Callable[[BaseException], Any] | None = None, *, progress: Any = False,
+                  task_timeout: float | None = None) -> MapResult:
+        """``map`` returning an ``AsyncResult`` of the list."""
+        return self._map_async(func, iterable, MAP, chunksize, callback, error_callback, progress, task_timeout)
+
+    def starmap(self, func: Callable[..., Any], iterable: Iterable[Iterable[Any]], chunksize: int | None = None, *,
+                progress: Any = False, task_timeout: float | None = None) -> list[Any]:
+        """``[func(*args) for args in iterable]``, computed in chunks by the workers."""
+        return self._map_async(func, iterable, STARMAP, chunksize, None, None, progress, task_timeout).get()
+
+    def starmap_async(self, func: Callable[..., Any], iterable: Iterable[Iterable[Any]],
+                      chunksize: int | None = None, callback: Callable[[Any], Any] | None = None,
+                      error_callback: Callable[[BaseException], Any] | None = None, *, progress: Any = False,
+                      task_timeout: float | None = None) -> MapResult:
+        """``starmap`` returning an ``AsyncResult`` of the list."""
+        return self._map_async(func, iterable, STARMAP, chunksize, callback, error_callback, progress, task_timeout)
+
+    def _map_async(self, func: Any, iterable: Iterable[Any], kind: int, chunksize: int | None, callback: Any,
+                   error_callback: Any, progress: Any, task_timeout: float | None) -> MapResult:
+        self._check_running()
+        items = iterable if isinstance(iterable, list) else list(iterable)
+        if chunksize is None:
+            chunksize, extra = divmod(len(items), self._processes * 4)
+            if extra:
+                chunksize += 1
+        elif not isinstance(chunksize, int) or chunksize < 1:
+            raise ValueError(f"chunksize must be a positive int, not {chunksize!r}")
+        chunks = [items[i : i + chunksize] for i in range(0, len(items), chunksize)] if items else []
+        bar = make_progress(progress, len(items)) if items else None
+        result = MapResult(self._dispatcher, func, chunks, kind, callback, error_callback,
+                           self._time_limit(task_timeout), bar)
+        if chunks:
+            self._dispatcher.submit(result)
+        return result
+
+    def imap(self, func: Callable[[Any], Any], iterable: Iterable[Any], chunksize: int = 1, *,
+             progress: Any = False, task_timeout: float | None = None, max_ahead: int | None = None) -> IMapIterator:
+        """A lazy ``map``: results in order as they come; the iterable is read at most ``max_ahead`` chunks
+        ahead of the consumer (default: 4 per worker, at least 16)."""
+        return self._imap(IMapIterator, func, iterable, chunksize, progress, task_timeout, max_ahead)
+
+    def imap_unordered(self, func: Callable[[Any], Any], iterable: Iterable[Any], chunksize: int = 1, *,
+                       progress: Any = False, task_timeout: float | None = None,
+                       max_ahead: int | None = None) -> IMapIterator:
+        """Like ``imap``, results in the order they finish."""
+        return self._imap(IMapUnorderedIterator, func, iterable, chunksize, progress, task_timeout, max_ahead)
+
+    def _imap(self, cls: type[IMapIterator], func: Any, iterable: Iterable[Any], chunksize: int, progress: Any,
+              task_timeout: float | None, max_ahead: int | None) -> IMapIterator:
+        self._check_running()
+        if not isinstance(chunksize, int) or chunksize < 1:
+            raise ValueError(f"Chunksize must be 1+, not {chunksize!r}")
+        if max_ahead is None:
+            max_ahead = max(16, 4 * self._processes)
+        elif not isinstance(max_ahead, int) or max_ahead < 1:
+            raise ValueError(f"max_ahead must be a positive int, not {max_ahead!r}")
+        total = len(iterable) if hasattr(iterable, "__len__") else None  # type: ignore[arg-type]
+        bar = make_progress(progress, total)
+        result = cls(self._dispatcher, func, iterable, chunksize, MAP, max_ahead, self._time_limit(task_timeout), bar)
+        self._dispatcher.submit(result)
+        return result
+
+    def close(self) -> None:
+        """No more tasks; the workers exit once the submitted ones are done."""
+        self._dispatcher.close()
+
+    def terminate(self) -> None:
+        """Stop the workers now; unfinished tasks fail with ``PoolClosedError``."""
+        self._dispatcher.terminate()
+
+    def join(self, timeout: float | None = None) -> None:
+        """Wait for the workers to exit (after ``close()`` or ``terminate()``)."""
+        self._dispatcher.join(timeout)
+
+    def __enter__(self) -> Pool:
+        self._check_running()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.terminate()
+
+    def __reduce__(self) -> Any:
+        raise NotImplementedError("pool objects cannot be passed between processes or pickled")
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__module__}.{type(self).__qualname__} state={self._state} pool_size={len(self._pool)}>"
+
+
+def _collected(dispatcher: Any) -> None:
+    if dispatcher.state == RUN:
+        dispatcher.warn_unclosed()
+        dispatcher.terminate()
+
+
+class ThreadPool(Pool):
+    """The same API on worker threads of this process (nothing is pickled; threads cannot be killed, so
+    ``terminate()`` fails the tasks not started and lets running ones finish)."""
+
+    def __init__(self, processes: int | None = None, initializer: Callable[..., Any] | None = None,
+                 initargs: Iterable[Any] = ()) -> None:
+        super().__init__(processes, initializer, initargs)
+
+    def _make_dispatcher(self, processes: int, initializer: Any, initargs: tuple[Any, ...],
+                         maxtasksperchild: int | None, context: Any, prefetch: int) -> Any:
+        return ThreadDispatcher(processes, initializer, initargs)

@@ -1,0 +1,71 @@
+"""Progress bars for the map family: tqdm's when it is installed, a plain one on stderr otherwise.
+
+``progress=True`` picks one; ``progress`` may also be any object with ``update(n)`` and ``close()`` (a tqdm
+bar you configured yourself, say). Updates come from the pool's dispatching thread.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+__all__ = ["make_progress", "PlainProgress"]
+
+
+class PlainProgress:
+    """``[#####.....] 512/1024`` on stderr, redrawn at most ten times a second."""
+
+    def __init__(self, total: int | None, stream: Any = None, width: int = 30) -> None:
+        self.total = total
+        self.done = 0
+        self._stream = stream if stream is not None else sys.stderr
+        self._width = width
+        self._last = 0.0
+        self._closed = False
+        self._lock = threading.Lock()
+
+    def update(self, n: int) -> None:
+        with self._lock:
+            self.done += n
+            now = time.monotonic()
+            if now - self._last >= 0.1 or (self.total is not None and self.done >= self.total):
+                self._last = now
+                self._draw()
+
+    def _draw(self) -> None:
+        if self.total:
+            filled = min(self._width, self._width * self.done // self.total)
+            line = f"\r[{'#' * filled}{'.' * (self._width - filled)}] {self.done}/{self.total}"
+        else:
+            line = f"\r{self.done} done"
+        self._stream.write(line)
+        self._stream.flush()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._draw()
+            self._stream.write("\n")
+            self._stream.flush()
+
+
+def make_progress(progress: Any, total: int | None) -> Any:
+    """None for ``progress=False``; a bar for ``True``; the object itself if it already is one."""
+    if not progress:
+        return None
+    if progress is not True:
+        if not (hasattr(progress, "update") and hasattr(progress, "close")):
+            raise TypeError("progress must be True, False or an object with update(n) and close() (a tqdm bar)")
+        return progress
+    try:
+        from tqdm import tqdm  # type: ignore[import-untyped,import-not-found,unused-ignore]
+    except ImportError:
+        return PlainProgress(total)
+    return tqdm(total=total)

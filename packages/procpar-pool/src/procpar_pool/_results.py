@@ -1,0 +1,318 @@
+"""Jobs: what a pool call returns, and the tasks it is cut into.
+
+A job hands the pool its tasks one at a time (``next_task``) and receives each task's outcome (``_set``). A
+task is one call (``apply``) or one chunk of a map. ``ApplyResult`` and ``MapResult`` know their tasks up
+front; ``IMapIterator`` pulls chunks from the caller's iterable only while fewer than ``max_ahead`` chunks
+are waiting for the consumer, so an endless iterable is never swallowed.
+
+Callbacks run in the pool's dispatching thread, as in the stdlib; an exception in one is printed and does
+not stop the pool.
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import threading
+import traceback
+
+from ._errors import TimeoutError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable, Iterator
+
+__all__ = ["Task", "Job", "ApplyResult", "AsyncResult", "MapResult", "IMapIterator", "IMapUnorderedIterator",
+           "APPLY", "MAP", "STARMAP"]
+
+APPLY, MAP, STARMAP = 0, 1, 2
+_ids = itertools.count()
+
+
+class Task:
+    """One unit of work for one worker."""
+
+    __slots__ = ("id", "job", "index", "kind", "func", "payload", "size", "time_limit", "data")
+
+    def __init__(self, job: Job, index: int, kind: int, func: Any, payload: Any, size: int) -> None:
+        self.id = next(_ids)
+        self.job = job
+        self.index = index
+        self.kind = kind
+        self.func = func
+        self.payload = payload
+        self.size = size  # items in the chunk (1 for apply), for progress
+        self.time_limit: float | None = job._time_limit
+        self.data: bytes | None = None  # the pickled task, once made
+
+
+def _run_callback(callback: Callable[[Any], Any] | None, value: Any) -> None:
+    if callback is None:
+        return
+    try:
+        callback(value)
+    except Exception:
+        traceback.print_exc()
+
+
+class Job:
+    """Base of the results: a source of tasks and the sink of their outcomes."""
+
+    _time_limit: float | None = None
+
+    def __init__(self, pool: Any, callback: Callable[[Any], Any] | None = None,
+                 error_callback: Callable[[BaseException], Any] | None = None, progress: Any = None) -> None:
+        self._pool = pool
+        self._callback = callback
+        self._error_callback = error_callback
+        self._event = threading.Event()
+        self._progress = progress
+
+    def next_task(self) -> Task | None:
+        """The next task to run, or None when there is none now (exhausted, or waiting on the consumer)."""
+        raise NotImplementedError
+
+    def exhausted(self) -> bool:
+        raise NotImplementedError
+
+    def _set(self, index: int, ok: bool, value: Any) -> None:
+        raise NotImplementedError
+
+    def _fail_all(self, exc: BaseException) -> None:
+        """Fail every task not finished yet (the pool was terminated)."""
+        raise NotImplementedError
+
+    def ready(self) -> bool:
+        return self._event.is_set()
+
+    def wait(self, timeout: float | None = None) -> None:
+        self._wait(timeout)
+
+    def _wait(self, timeout: float | None) -> bool:
+        try:
+            return self._event.wait(timeout)
+        except KeyboardInterrupt:
+            # Ctrl-C while waiting for workers: stop them all rather than leave them running.
+            self._pool._interrupted()
+            raise
+
+
+class ApplyResult(Job):
+    """The result of ``apply_async``: ``get``, ``wait``, ``ready``, ``successful``."""
+
+    def __init__(self, pool: Any, func: Any, args: Any, kwds: Any, callback: Any = None, error_callback: Any = None,
+                 time_limit: float | None = None) -> None:
+        super().__init__(pool, callback, error_callback)
+        self._time_limit = time_limit
+        self._task: Task | None = Task(self, 0, APPLY, func, (tuple(args), dict(kwds)), 1)
+        self._success = False
+        self._value: Any = None
+
+    def next_task(self) -> Task | None:
+        task, self._task = self._task, None
+        return task
+
+    def exhausted(self) -> bool:
+        return self._task is None
+
+    def successful(self) -> bool:
+        if not self.ready():
+            raise ValueError(f"{self!r} not ready")
+        return self._success
+
+    def get(self, timeout: float | None = None) -> Any:
+        """The call's return value; re-raises its exception; ``TimeoutError`` if not ready in time."""
+        if not self._wait(timeout):
+            raise TimeoutError
+        if self._success:
+            return self._value
+        raise self._value
+
+    def _set(self, index: int, ok: bool, value: Any) -> None:
+        if self._event.is_set():
+            return
+        self._success, self._value = ok, value
+        _run_callback(self._callback if ok else self._error_callback, value)
+        self._event.set()
+
+    def _fail_all(self, exc: BaseException) -> None:
+        self._task = None
+        self._set(0, False, exc)
+
+
+AsyncResult = ApplyResult
+
+
+class MapResult(ApplyResult):
+    """The result of ``map_async``/``starmap_async``: the list of results, in order."""
+
+    def __init__(self, pool: Any, func: Any, chunks: list[list[Any]], kind: int, callback: Any = None,
+                 error_callback: Any = None, time_limit: float | None = None, progress: Any = None) -> None:
+        Job.__init__(self, pool, callback, error_callback, progress)
+        self._time_limit = time_limit
+        self._success = True
+        self._value = None
+        self._task = None
+        self._pending = collections.deque(Task(self, i, kind, func, chunk, len(chunk)) for i, chunk in enumerate(chunks))
+        self._chunks: list[Any] = [None] * len(chunks)
+        self._remaining = len(chunks)
+        if not chunks:
+            self._value = []
+            self._event.set()
+            _run_callback(callback, [])
+
+    def next_task(self) -> Task | None:
+        return self._pending.popleft() if self._pending else None
+
+    def exhausted(self) -> bool:
+        return not self._pending
+
+    def _set(self, index: int, ok: bool, value: Any) -> None:
+        if self._event.is_set():
+            return
+        if self._progress is not None:
+            self._progress.update(len(value) if ok else 0)
+        if not ok:
+            # The first failure decides, as in the stdlib; the other chunks' outcomes are dropped.
+            self._success, self._value = False, value
+            self._pending.clear()
+            self._finish()
+            _run_callback(self._error_callback, value)
+            self._event.set()
+            return
+        self._chunks[index] = value
+        self._remaining -= 1
+        if self._remaining == 0:
+            self._value = [item for chunk in self._chunks for item in chunk]
+            self._chunks = []
+            self._finish()
+            _run_callback(self._callback, self._value)
+            self._event.set()
+
+    def _finish(self) -> None:
+        if self._progress is not None:
+            self._progress.close()
+
+    def _fail_all(self, exc: BaseException) -> None:
+        self._pending.clear()
+        self._set(-1, False, exc)
+
+
+class IMapIterator(Job):
+    """The iterator of ``imap``: results in order, ``next(timeout)``; reads ahead at most ``max_ahead`` chunks."""
+
+    _ordered = True
+
+    def __init__(self, pool: Any, func: Any, iterable: Any, chunksize: int, kind: int, max_ahead: int,
+                 time_limit: float | None = None, progress: Any = None) -> None:
+        super().__init__(pool, progress=progress)
+        self._time_limit = time_limit
+        self._func = func
+        self._kind = kind
+        self._source: Iterator[Any] | None = iter(iterable)
+        self._chunksize = chunksize
+        self._max_ahead = max_ahead
+        self._cond = threading.Condition(threading.Lock())
+        self._taken = 0  # chunks pulled from the iterable
+        self._handed = 0  # chunks whose items the consumer has taken
+        self._done: dict[int, tuple[bool, Any]] = {}  # finished chunks not yet handed out (by index)
+        self._order: collections.deque[int] = collections.deque()  # arrival order, for imap_unordered
+        self._next_index = 0
+        self._items: collections.deque[Any] = collections.deque()  # items of the chunk being handed out
+        self._length: int | None = None  # number of chunks, once the iterable ended
+
+    def next_task(self) -> Task | None:
+        with self._cond:
+            if self._source is None or self._taken - self._handed >= self._max_ahead:
+                return None
+            source = self._source
+        try:
+            chunk = list(itertools.islice(source, self._chunksize))
+        except Exception as exc:
+            # The caller's iterable raised: that is the outcome of the next position.
+            with self._cond:
+                index = self._taken
+                self._taken += 1
+                self._source = None
+                self._length = self._taken
+            self._set(index, False, exc)
+            return None
+        with self._cond:
+            if not chunk:
+                self._source = None
+                self._length = self._taken
+                self._cond.notify_all()
+                return None
+            index = self._taken
+            self._taken += 1
+        return Task(self, index, self._kind, self._func, chunk, len(chunk))
+
+    def exhausted(self) -> bool:
+        return self._source is None
+
+    def _set(self, index: int, ok: bool, value: Any) -> None:
+        if self._progress is not None:
+            self._progress.update(len(value) if ok else 1)
+        with self._cond:
+            self._done[index] = (ok, value)
+            self._order.append(index)
+            self._cond.notify_all()
+
+    def _fail_all(self, exc: BaseException) -> None:
+        with self._cond:
+            self._source = None
+            missing = [i for i in range(self._taken) if i not in self._done and i >= self._next_index]
+            self._length = self._taken
+        for index in missing:
+            self._set(index, False, exc)
+
+    def __iter__(self) -> IMapIterator:
+        return self
+
+    def __next__(self) -> Any:
+        return self.next()
+
+    def _take_chunk(self) -> tuple[bool, Any] | None:
+        # Called with the condition held: the next finished chunk in hand-out order, or None.
+        if self._ordered:
+            outcome = self._done.pop(self._next_index, None)
+        else:
+            while self._order and self._order[0] not in self._done:
+                self._order.popleft()
+            outcome = self._done.pop(self._order.popleft()) if self._order else None
+        if outcome is not None:
+            self._next_index += 1
+            self._handed += 1
+        return outcome
+
+    def next(self, timeout: float | None = None) -> Any:
+        """The next result; ``TimeoutError`` if none is ready within ``timeout``; ``StopIteration`` at the end."""
+        if self._items:
+            return self._items.popleft()
+        with self._cond:
+            while True:
+                if self._length is not None and self._handed >= self._length:
+                    if self._progress is not None:
+                        self._progress.close()
+                    raise StopIteration
+                outcome = self._take_chunk()
+                if outcome is not None:
+                    break
+                try:
+                    if not self._cond.wait(timeout):
+                        raise TimeoutError
+                except KeyboardInterrupt:
+                    self._pool._interrupted()
+                    raise
+        self._pool._consumer_progress(self)
+        ok, value = outcome
+        if not ok:
+            raise value
+        self._items.extend(value)
+        return self._items.popleft()
+
+
+class IMapUnorderedIterator(IMapIterator):
+    """The iterator of ``imap_unordered``: results in the order they finish."""
+
+    _ordered = False

@@ -1,0 +1,355 @@
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from typing import Any
+
+import pool_targets as t
+import pytest
+
+import procpar_pool
+from procpar_pool import (
+    PicklingFailedError,
+    Pool,
+    PoolClosedError,
+    RemoteTraceback,
+    TaskTimeoutError,
+    ThreadPool,
+    TimeoutError,
+    WorkerLostError,
+)
+
+pytestmark = pytest.mark.timeout(90)
+
+
+@pytest.fixture
+def pool(ctx: Any) -> Any:
+    with Pool(2, context=ctx) as p:
+        yield p
+
+
+def test_documented_api(pool: Any) -> None:
+    assert pool.map(t.square, range(10)) == [x * x for x in range(10)]
+    assert pool.map(t.square, range(10), chunksize=3) == [x * x for x in range(10)]
+    assert pool.map(t.square, []) == []
+    assert pool.starmap(t.add, [(1, 2), (3, 4)]) == [3, 7]
+    assert pool.apply(t.add, (1,), {"b": 5}) == 6
+    assert list(pool.imap(t.square, range(7), chunksize=2)) == [x * x for x in range(7)]
+    assert sorted(pool.imap_unordered(t.square, range(7))) == [x * x for x in range(7)]
+    assert pool.map_async(t.square, [3]).get(30) == [9]
+    assert pool.starmap_async(t.add, [(1, 1)]).get(30) == [2]
+    r = pool.apply_async(t.square, (4,))
+    r.wait(30)
+    assert r.ready() and r.successful() and r.get() == 16
+    assert isinstance(r, procpar_pool.AsyncResult)
+
+
+def test_results_timeouts(pool: Any) -> None:
+    r = pool.apply_async(t.sleep_then, (1, 5))
+    with pytest.raises(TimeoutError):
+        r.get(0.05)
+    with pytest.raises(ValueError, match="not ready"):
+        r.successful()
+    it = pool.imap(time.sleep, [5])
+    with pytest.raises(TimeoutError):
+        it.next(0.05)
+
+
+def test_exceptions_carry_the_worker_traceback(pool: Any) -> None:
+    with pytest.raises(ValueError, match="bad 3") as info:
+        pool.apply(t.fail, (3,))
+    assert isinstance(info.value.__cause__, RemoteTraceback)
+    assert "in fail" in str(info.value.__cause__)
+    with pytest.raises(ValueError, match="bad"):
+        pool.map(t.fail, range(4))
+    it = pool.imap(t.fail, [1, 2])
+    with pytest.raises(ValueError, match="bad 1"):
+        next(it)
+    with pytest.raises(ValueError, match="bad 2"):
+        next(it)
+    with pytest.raises(StopIteration):
+        next(it)
+
+
+def test_callbacks_run_in_the_parent(pool: Any) -> None:
+    seen: list[tuple[str, Any, int]] = []
+    done = threading.Event()
+    pool.apply_async(t.square, (3,), callback=lambda v: seen.append(("ok", v, os.getpid())))
+    pool.apply_async(t.fail, (1,), error_callback=lambda e: (seen.append(("err", str(e), os.getpid())), done.set()))
+    pool.map_async(t.square, [1, 2], callback=lambda v: seen.append(("map", v, os.getpid())))
+    assert done.wait(30)
+    pool.apply(t.square, (1,))
+    deadline = time.monotonic() + 30
+    while len(seen) < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert sorted(seen) == sorted([("ok", 9, os.getpid()), ("err", "bad 1", os.getpid()),
+                                   ("map", [1, 4], os.getpid())])
+
+
+def test_a_failing_callback_does_not_stop_the_pool(pool: Any, capfd: pytest.CaptureFixture[str]) -> None:
+    r = pool.apply_async(t.square, (2,), callback=lambda v: 1 / 0)
+    assert r.get(30) == 4
+    assert pool.apply(t.square, (3,)) == 9
+    assert "ZeroDivisionError" in capfd.readouterr().err
+
+
+@pytest.mark.parametrize("how, words", [("sigkill", "SIGKILL"), ("exit", "status 3"), ("segfault", "SIGSEGV")])
+def test_a_dead_worker_fails_its_task_and_is_replaced(pool: Any, how: str, words: str) -> None:
+    before = {p.pid for p in pool._pool}
+    with pytest.raises(WorkerLostError, match=words) as info:
+        pool.apply(t.die, (how,))
+    assert "replaced" in str(info.value)
+    assert pool.map(t.square, range(6)) == [x * x for x in range(6)]
+    assert len(pool._pool) == 2 and {p.pid for p in pool._pool} != before
+
+
+def test_map_with_a_dying_item_fails_instead_of_hanging(pool: Any) -> None:
+    with pytest.raises(WorkerLostError, match="SIGKILL"):
+        pool.map(t.die_on_three, range(20), chunksize=1)
+    results = pool.map(t.square, range(4))
+    assert results == [0, 1, 4, 9]
+
+
+def test_die_on_with_args(pool: Any) -> None:
+    with pytest.raises(WorkerLostError):
+        pool.starmap(t.die_on, [(i, 5) for i in range(10)], chunksize=1)
+    assert pool.starmap(t.die_on, [(i, -1) for i in range(4)]) == [0, 1, 2, 3]
+
+
+def test_unpicklable_argument_result_and_exception_fail_one_task(pool: Any) -> None:
+    with pytest.raises(PicklingFailedError, match=r"argument #1 \(lock: .*cannot pickle"):
+        pool.apply(t.add, (1, threading.Lock()))
+    with pytest.raises(PicklingFailedError, match=r"result #2 of the chunk"):
+        pool.map(t.unpicklable_result, range(4), chunksize=4)
+    with pytest.raises(PicklingFailedError, match="Unpicklable: cannot travel"):
+        pool.apply(t.raise_unpicklable)
+    with pytest.raises(PicklingFailedError, match="could not be unpickled here"):
+        pool.apply(t.raise_needs_two)
+    assert pool.apply(t.square, (5,)) == 25
+
+
+def test_lambdas_go_by_value_with_cloudpickle(pool: Any) -> None:
+    pytest.importorskip("cloudpickle")
+    offset = 10
+    assert pool.map(lambda x: x + offset, [1, 2]) == [11, 12]
+
+
+def test_without_cloudpickle_the_error_says_how_to_get_it(pool: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from procpar_pool import _dispatch
+
+    monkeypatch.setattr(_dispatch, "_cloudpickle_dumps", lambda obj: None)
+    with pytest.raises(PicklingFailedError, match=r"pip install 'procpar-pool\[cloudpickle\]'"):
+        pool.apply(lambda: 1)
+
+
+INTERACTIVE = """
+import procpar_core
+from procpar_pool import Pool
+def triple(x):
+    return 3 * x
+with Pool(2, context=procpar_core.get_context("spawn")) as p:
+    print(p.map(triple, [1, 2, 3]))
+"""
+
+
+def test_functions_of_an_interactive_main_run_under_spawn(tmp_path: Any) -> None:
+    import subprocess
+
+    pytest.importorskip("cloudpickle")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    # `python -c` has a __main__ without a file, like a REPL or a notebook.
+    out = subprocess.run([sys.executable, "-c", INTERACTIVE], capture_output=True, text=True, timeout=60, env=env,
+                         cwd=str(tmp_path))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[3, 6, 9]"
+
+
+def test_task_time_limit_stops_the_task_only(pool: Any) -> None:
+    start = time.monotonic()
+    with pytest.raises(TaskTimeoutError, match="time limit of 0.5 s"):
+        pool.apply(t.sleep_then, (1, 60), task_timeout=0.5)
+    assert time.monotonic() - start < 30
+    assert pool.starmap(t.sleep_then, [(1, 0), (2, 0)], task_timeout=30) == [1, 2]
+    with pytest.raises(TaskTimeoutError):
+        pool.starmap(t.sleep_then, [(1, 0), (2, 60)], chunksize=1, task_timeout=0.5)
+    assert pool.apply(t.square, (2,)) == 4
+    with pytest.raises(ValueError, match="task_timeout must be a positive number"):
+        pool.apply(t.square, (2,), task_timeout=-1)
+
+
+def test_progress_bar_without_tqdm(pool: Any, capsys: pytest.CaptureFixture[str],
+                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "tqdm", None)  # as if not installed
+    assert pool.map(t.square, range(20), progress=True) == [x * x for x in range(20)]
+    assert list(pool.imap(t.square, range(5), progress=True)) == [0, 1, 4, 9, 16]
+    err = capsys.readouterr().err
+    assert "20/20" in err and "5/5" in err
+
+
+def test_progress_accepts_a_bar_object(pool: Any) -> None:
+    class Bar:
+        def __init__(self) -> None:
+            self.n, self.closed = 0, False
+
+        def update(self, n: int) -> None:
+            self.n += n
+
+        def close(self) -> None:
+            self.closed = True
+
+    bar = Bar()
+    pool.map(t.square, range(12), chunksize=5, progress=bar)
+    assert bar.n == 12 and bar.closed
+    with pytest.raises(TypeError, match="progress must be"):
+        pool.map(t.square, [1], progress="yes")
+
+
+def test_imap_reads_ahead_only_so_far(pool: Any) -> None:
+    pulled = []
+
+    def endless() -> Any:
+        n = 0
+        while True:
+            pulled.append(n)
+            yield n
+            n += 1
+
+    it = pool.imap(t.square, endless(), max_ahead=8)
+    assert [next(it) for _ in range(5)] == [0, 1, 4, 9, 16]
+    time.sleep(0.2)  # give the dispatcher every chance to read further than allowed
+    assert len(pulled) <= 5 + 8 + 1
+    unordered = pool.imap_unordered(t.square, endless(), chunksize=2, max_ahead=3)
+    assert len([next(unordered) for _ in range(6)]) == 6
+
+
+def test_close_join_terminate(ctx: Any) -> None:
+    p = Pool(2, context=ctx)
+    with pytest.raises(ValueError, match="still running"):
+        p.join()
+    r = p.map_async(t.square, range(5))
+    p.close()
+    with pytest.raises(ValueError, match="Pool not running"):
+        p.apply(t.square, (1,))
+    p.join(30)
+    assert r.get(0) == [x * x for x in range(5)]
+    assert all(not w.is_alive() for w in p._pool)
+
+    p = Pool(1, context=ctx)
+    slow = p.apply_async(t.sleep_then, (1, 60))
+    queued = p.map_async(t.square, range(3))
+    p.terminate()
+    with pytest.raises(PoolClosedError):
+        slow.get(30)
+    with pytest.raises(PoolClosedError):
+        queued.get(30)
+    p.join(30)
+    assert "state=TERMINATE" in repr(p)
+
+
+def test_maxtasksperchild_replaces_workers(ctx: Any) -> None:
+    with Pool(1, maxtasksperchild=2, context=ctx) as p:
+        pids = {p.apply(t.pid) for _ in range(6)}
+    assert len(pids) == 3
+
+
+def test_initializer(ctx: Any) -> None:
+    with Pool(2, initializer=t.remember, initargs=(7,), context=ctx) as p:
+        assert p.apply(t.initialized) == [7]
+    with Pool(1, initializer=t.failing_initializer, context=ctx) as p:
+        with pytest.raises(RuntimeError, match="initializer raised.*no database"):
+            p.apply(t.square, (1,))
+        with pytest.raises(RuntimeError, match="initializer"):
+            p.apply_async(t.square, (1,))
+    with pytest.raises(TypeError, match="initializer must be a callable"):
+        Pool(1, initializer=3)
+
+
+def test_bad_arguments() -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        Pool(0)
+    with pytest.raises(ValueError, match="maxtasksperchild"):
+        Pool(1, maxtasksperchild=0)
+    with Pool(1) as p:
+        with pytest.raises(ValueError, match="Chunksize must be 1"):
+            p.imap(t.square, [1], chunksize=0)
+        with pytest.raises(ValueError, match="chunksize must be a positive int"):
+            p.map(t.square, [1], chunksize=0)
+        with pytest.raises(NotImplementedError, match="cannot be passed"):
+            __import__("pickle").dumps(p)
+
+
+def test_big_arguments_and_results(pool: Any) -> None:
+    big = os.urandom(3 << 20)
+    assert pool.apply(t.sleep_then, (big, 0)) == big
+    assert pool.map(len, [big] * 4) == [len(big)] * 4
+
+
+KILL_SELF = """
+import os, signal, sys, procpar_core
+from procpar_pool import Pool
+if __name__ == "__main__":
+    p = Pool(2, context=procpar_core.get_context(sys.argv[1]))
+    p.apply(os.getpid)
+    print(" ".join(str(w.pid) for w in p._pool), flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+CTRL_C = """
+import os, signal, sys, threading, time, procpar_core
+from procpar_pool import Pool
+if __name__ == "__main__":
+    p = Pool(2, context=procpar_core.get_context(sys.argv[1]))
+    pids = [w.pid for w in p._pool]
+    threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT)).start()
+    try:
+        p.map(time.sleep, [60] * 4, chunksize=1)
+    except KeyboardInterrupt:
+        print(" ".join(map(str, pids)), flush=True)
+"""
+
+
+def _gone(pids: list[int], deadline: float) -> bool:
+    while time.monotonic() < deadline:
+        alive = []
+        for pid in pids:
+            try:
+                os.kill(pid, 0)
+                with open(f"/proc/{pid}/stat") as f:
+                    if f.read().split(") ")[-1].startswith("Z"):
+                        continue  # exited, waiting for init to reap it
+                alive.append(pid)
+            except (ProcessLookupError, FileNotFoundError):
+                pass
+        if not alive:
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def test_workers_exit_when_the_parent_is_killed(ctx: Any, run_script: Any) -> None:
+    out = run_script(KILL_SELF, ctx.get_start_method())
+    assert out.returncode == -9, out.stderr
+    pids = [int(x) for x in out.stdout.split()]
+    assert len(pids) == 2 and _gone(pids, time.monotonic() + 30)
+
+
+def test_ctrl_c_stops_the_work_and_the_workers(ctx: Any, run_script: Any) -> None:
+    out = run_script(CTRL_C, ctx.get_start_method())
+    assert out.returncode == 0, out.stderr
+    pids = [int(x) for x in out.stdout.split()]
+    assert len(pids) == 2 and _gone(pids, time.monotonic() + 30)
+
+
+def test_thread_pool() -> None:
+    with ThreadPool(3) as tp:
+        assert tp.map(t.square, range(10)) == [x * x for x in range(10)]
+        assert tp.apply(lambda: threading.current_thread().name).startswith("ThreadPoolWorker")
+        assert list(tp.imap(lambda x: x + 1, range(3))) == [1, 2, 3]
+        with pytest.raises(ValueError, match="bad 1"):
+            tp.apply(t.fail, (1,))
+        assert tp.starmap(t.add, [(1, 2)]) == [3]
+    tp = ThreadPool(1)
+    tp.close()
+    tp.join()
