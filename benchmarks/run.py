@@ -238,6 +238,113 @@ def bench_value_increments(count: int) -> dict[str, float]:
     return {name: _median(v) for name, v in results.items()}
 
 
+def trivial(x: Any) -> Any:
+    return x
+
+
+def array_sum(a: Any) -> Any:
+    return a * 2  # a new array of the same size travels back
+
+
+def _pools(processes: int = 2) -> dict[str, Any]:
+    import multiprocessing
+
+    import procpar
+
+    # The stdlib's default start method for both, as the issue asks.
+    method = multiprocessing.get_start_method()
+    return {"procpar": procpar.get_context(method).Pool(processes),
+            "stdlib": multiprocessing.get_context(method).Pool(processes)}
+
+
+def bench_pool_map(count: int) -> dict[str, float]:
+    results: dict[str, list[float]] = {}
+    pools = _pools()
+    try:
+        for _ in range(5):
+            for name, pool in pools.items():
+                t0 = time.perf_counter()
+                pool.map(trivial, range(count))
+                results.setdefault(name, []).append(count / (time.perf_counter() - t0))
+    finally:
+        for pool in pools.values():
+            pool.terminate()
+    return {name: _median(v) for name, v in results.items()}
+
+
+def bench_pool_imap(count: int) -> dict[str, float]:
+    results: dict[str, list[float]] = {}
+    pools = _pools()
+    try:
+        for _ in range(3):
+            for name, pool in pools.items():
+                t0 = time.perf_counter()
+                for _ in pool.imap(trivial, range(count), chunksize=1):
+                    pass
+                results.setdefault(name, []).append(count / (time.perf_counter() - t0))
+    finally:
+        for pool in pools.values():
+            pool.terminate()
+    return {name: _median(v) for name, v in results.items()}
+
+
+def bench_pool_apply(rounds: int) -> dict[str, float]:
+    results: dict[str, list[float]] = {}
+    pools = _pools()
+    try:
+        for name, pool in pools.items():
+            for _ in range(50):
+                pool.apply(trivial, (1,))
+        for _ in range(rounds):
+            for name, pool in pools.items():
+                t0 = time.perf_counter()
+                pool.apply(trivial, (1,))
+                results.setdefault(name, []).append((time.perf_counter() - t0) * 1e6)
+    finally:
+        for pool in pools.values():
+            pool.terminate()
+    return {name: _median(v) for name, v in results.items()}
+
+
+def bench_pool_arrays(count: int) -> dict[str, float]:
+    import numpy as np
+
+    arrays = [np.full(4 << 20, float(i)) for i in range(count)]  # 32 MB each
+    megabytes = sum(a.nbytes for a in arrays) * 2 / 1e6  # there and back
+    results: dict[str, list[float]] = {}
+    pools = _pools()
+    try:
+        for _ in range(3):
+            for name, pool in pools.items():
+                t0 = time.perf_counter()
+                out = pool.map(array_sum, arrays, chunksize=1)
+                results.setdefault(name, []).append(megabytes / (time.perf_counter() - t0))
+                del out
+    finally:
+        for pool in pools.values():
+            pool.terminate()
+    return {name: _median(v) for name, v in results.items()}
+
+
+def bench_pool_first_result(repeats: int) -> dict[str, float]:
+    import multiprocessing
+
+    import procpar
+
+    method = multiprocessing.get_start_method()
+    impls = {"procpar": procpar.get_context(method), "stdlib": multiprocessing.get_context(method)}
+    results: dict[str, list[float]] = {}
+    for _ in range(repeats):
+        for name, ctx in impls.items():
+            t0 = time.perf_counter()
+            pool = ctx.Pool(2)
+            pool.apply(trivial, (1,))
+            results.setdefault(name, []).append((time.perf_counter() - t0) * 1e3)
+            pool.terminate()
+            pool.join()
+    return {name: _median(v) for name, v in results.items()}
+
+
 WORKLOADS: dict[str, tuple[str, str, float, Callable[[bool], dict[str, float]]]] = {
     # name: (unit, direction, target ratio, runner)
     "start-fork": ("ms", "lower", 0.8, lambda q: bench_start("fork", 60 if q else 300)),
@@ -251,6 +358,11 @@ WORKLOADS: dict[str, tuple[str, str, float, Callable[[bool], dict[str, float]]]]
     "queue-latency": ("us", "lower", 0.7, lambda q: bench_queue_latency(1000 if q else 5000)),
     "rawarray-create": ("ms", "lower", 0.8, lambda q: bench_raw_array(10_000_000)),
     "value-lock-increments": ("op/s", "higher", 1.0, lambda q: bench_value_increments(20_000 if q else 100_000)),
+    "pool-map": ("it/s", "higher", 2.0, lambda q: bench_pool_map(200_000)),
+    "pool-imap": ("it/s", "higher", 3.0, lambda q: bench_pool_imap(5_000 if q else 20_000)),
+    "pool-apply-latency": ("us", "lower", 0.3, lambda q: bench_pool_apply(300 if q else 2000)),
+    "pool-arrays": ("MB/s", "higher", 5.0, lambda q: bench_pool_arrays(4 if q else 16)),
+    "pool-first-result": ("ms", "lower", 0.5, lambda q: bench_pool_first_result(5 if q else 20)),
 }
 
 

@@ -168,7 +168,7 @@ def test_functions_of_an_interactive_main_run_under_spawn(tmp_path: Any) -> None
 
 def test_task_time_limit_stops_the_task_only(pool: Any) -> None:
     start = time.monotonic()
-    with pytest.raises(TaskTimeoutError, match="time limit of 0.5 s"):
+    with pytest.raises(TaskTimeoutError, match=r"time limit of 0\.5 s"):
         pool.apply(t.sleep_then, (1, 60), task_timeout=0.5)
     assert time.monotonic() - start < 30
     assert pool.starmap(t.sleep_then, [(1, 0), (2, 0)], task_timeout=30) == [1, 2]
@@ -258,7 +258,7 @@ def test_initializer(ctx: Any) -> None:
     with Pool(2, initializer=t.remember, initargs=(7,), context=ctx) as p:
         assert p.apply(t.initialized) == [7]
     with Pool(1, initializer=t.failing_initializer, context=ctx) as p:
-        with pytest.raises(RuntimeError, match="initializer raised.*no database"):
+        with pytest.raises(RuntimeError, match=r"initializer raised.*no database"):
             p.apply(t.square, (1,))
         with pytest.raises(RuntimeError, match="initializer"):
             p.apply_async(t.square, (1,))

@@ -56,13 +56,13 @@ _POLLIN = select.POLLIN | select.POLLHUP | select.POLLERR
 
 
 class _Worker:
-    __slots__ = ("process", "conn", "fd", "sentinel", "inflight", "quota", "deadline", "eof", "doomed")
+    __slots__ = ("conn", "deadline", "doomed", "eof", "fd", "inflight", "process", "quota", "sentinel")
 
     def __init__(self, process: Any, conn: Any, quota: int | None) -> None:
         self.process = process
         self.conn = conn
         self.fd: int = conn.fileno()
-        self.sentinel: int = process.sentinel
+        self.sentinel: int = getattr(process, "sentinel", -1)
         self.inflight: dict[int, Task] = {}
         self.quota = quota  # tasks it may still be given (maxtasksperchild), None: unlimited
         self.deadline: float | None = None  # when its (single, timed) task must be done
@@ -135,8 +135,19 @@ class Dispatcher:
         # A child forked from here (a worker, or any other process) must not hold the pool's fds: a worker
         # holding its siblings' sockets would never see end-of-file when the pool's process dies.
         register_after_fork(self, Dispatcher._close_in_child)
-        for _ in range(processes):
-            self._start_worker()
+        try:
+            for _ in range(processes):
+                self._start_worker()
+        except BaseException:
+            # A worker could not start: stop the ones that did rather than leak them.
+            for worker in self._workers:
+                worker.process.terminate()
+            for worker in self._workers:
+                worker.process.join()
+                worker.conn.close()
+            os.close(self._wake_r)
+            os.close(self._wake_w)
+            raise
         self._thread = threading.Thread(target=self._loop, name="procpar-pool-dispatcher", daemon=True)
         self._thread.start()
 

@@ -6,7 +6,8 @@ import signal
 
 from procpar_core import TimeoutError as TimeoutError
 
-__all__ = ["RemoteTraceback", "WorkerLostError", "TaskTimeoutError", "PicklingFailedError", "PoolClosedError",
+__all__ = ["RemoteTraceback", "WorkerLostError", "TaskTimeoutError", "PicklingFailedError", "MaybeEncodingError",
+           "PoolClosedError",
            "TimeoutError", "describe_exit"]
 
 
@@ -38,6 +39,19 @@ class TaskTimeoutError(TimeoutError):
 
 class PicklingFailedError(RuntimeError):
     """A task's function, argument, result or exception could not be pickled to cross between processes."""
+
+
+class MaybeEncodingError(PicklingFailedError):
+    """A task's result could not be pickled to send it back (the stdlib's name; ``exc`` and ``value`` are
+    the reprs of the pickling error and of the object)."""
+
+    def __init__(self, message: str, exc: str = "", value: str = "") -> None:
+        super().__init__(message)
+        self.exc = exc
+        self.value = value
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.args[0], self.exc, self.value))
 
 
 class PoolClosedError(ValueError):

@@ -50,7 +50,7 @@ class Executor(futures.Executor):
             raise ValueError("chunksize must be >= 1.")
         if chunksize == 1:
             return super().map(fn, *iterables, timeout=timeout)
-        results = self._pool.starmap_async(fn, zip(*iterables), chunksize)
+        results = self._pool.starmap_async(fn, zip(*iterables, strict=False), chunksize)
         return iter(results.get(timeout))
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:

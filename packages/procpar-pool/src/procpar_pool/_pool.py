@@ -70,11 +70,22 @@ class Pool:
     @property
     def _pool(self) -> list[Any]:
         """The live workers (the stdlib's attribute)."""
-        return self._dispatcher.processes
+        processes: list[Any] = self._dispatcher.processes
+        return processes
 
     @property
     def _state(self) -> str:
         return str(self._dispatcher.state)
+
+    @_state.setter
+    def _state(self, value: str) -> None:
+        self._dispatcher._state = value
+
+    def _repopulate_pool(self) -> None:
+        """Dead workers are replaced as soon as they exit; this only makes the dispatcher look now."""
+        wake = getattr(self._dispatcher, "_wake", None)
+        if wake is not None:
+            wake()
 
     def _check_running(self) -> None:
         if self._dispatcher.state != RUN:
@@ -104,7 +115,8 @@ class Pool:
     def map(self, func: Callable[[Any], Any], iterable: Iterable[Any], chunksize: int | None = None, *,
             progress: Any = False, task_timeout: float | None = None) -> list[Any]:
         """``list(map(func, iterable))``, computed in chunks by the workers."""
-        return self._map_async(func, iterable, MAP, chunksize, None, None, progress, task_timeout).get()
+        results: list[Any] = self._map_async(func, iterable, MAP, chunksize, None, None, progress, task_timeout).get()
+        return results
 
     def map_async(self, func: Callable[[Any], Any], iterable: Iterable[Any], chunksize: int | None = None,
                   callback: Callable[[Any], Any] | None = None,
@@ -116,7 +128,9 @@ class Pool:
     def starmap(self, func: Callable[..., Any], iterable: Iterable[Iterable[Any]], chunksize: int | None = None, *,
                 progress: Any = False, task_timeout: float | None = None) -> list[Any]:
         """``[func(*args) for args in iterable]``, computed in chunks by the workers."""
-        return self._map_async(func, iterable, STARMAP, chunksize, None, None, progress, task_timeout).get()
+        results: list[Any] = self._map_async(func, iterable, STARMAP, chunksize, None, None, progress,
+                                             task_timeout).get()
+        return results
 
     def starmap_async(self, func: Callable[..., Any], iterable: Iterable[Iterable[Any]],
                       chunksize: int | None = None, callback: Callable[[Any], Any] | None = None,

@@ -32,7 +32,7 @@ _ids = itertools.count()
 class Task:
     """One unit of work for one worker."""
 
-    __slots__ = ("id", "job", "index", "kind", "func", "payload", "size", "time_limit", "data")
+    __slots__ = ("data", "func", "id", "index", "job", "kind", "payload", "size", "time_limit")
 
     def __init__(self, job: Job, index: int, kind: int, func: Any, payload: Any, size: int) -> None:
         self.id = next(_ids)
@@ -153,7 +153,8 @@ class MapResult(ApplyResult):
         self._success = True
         self._value = None
         self._task = None
-        self._pending = collections.deque(Task(self, i, kind, func, chunk, len(chunk)) for i, chunk in enumerate(chunks))
+        self._pending = collections.deque(Task(self, i, kind, func, chunk, len(chunk))
+                                          for i, chunk in enumerate(chunks))
         self._chunks: list[Any] = [None] * len(chunks)
         self._remaining = len(chunks)
         if not chunks:

@@ -117,4 +117,3 @@ class ThreadDispatcher:
                 task.job._set(task.index, False, exc)  # raised with its own traceback: same process
             else:
                 task.job._set(task.index, True, result)
-            task = None  # type: ignore[assignment]

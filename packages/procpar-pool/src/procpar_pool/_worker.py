@@ -23,7 +23,7 @@ from procpar_core import _serializer
 from procpar_core.reduction import loads
 from procpar_sync._wire import read_message, write_messages
 
-from ._errors import PicklingFailedError
+from ._errors import MaybeEncodingError, PicklingFailedError
 from ._results import APPLY, MAP
 
 TYPE_CHECKING = False
@@ -49,16 +49,17 @@ def exception_payload(exc: BaseException) -> tuple[BaseException, str]:
 
 
 def _describe_result_failure(kind: int, result: Any, err: BaseException) -> PicklingFailedError:
+    culprit, what = result, "the task's result"
     if kind != APPLY and isinstance(result, list):
         for position, item in enumerate(result):
             try:
                 _serializer.serialize(item)
             except Exception as item_err:
-                return PicklingFailedError(
-                    f"result #{position} of the chunk ({type(item).__qualname__}: {item!r:.80}) could not be "
-                    f"pickled to send it back: {type(item_err).__name__}: {item_err}")
-    return PicklingFailedError(f"the task's result ({type(result).__qualname__}: {result!r:.80}) could not be "
-                               f"pickled to send it back: {type(err).__name__}: {err}")
+                culprit, what, err = item, f"result #{position} of the chunk", item_err
+                break
+    return MaybeEncodingError(
+        f"{what} ({type(culprit).__qualname__}: {culprit!r:.80}) could not be pickled to send it back: "
+        f"{type(err).__name__}: {err}", repr(err), repr(culprit))
 
 
 def _encode(task_id: int, kind: int, ok: bool, value: Any) -> bytes:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from ._dispatch import CLOSE as CLOSE
+from ._dispatch import RUN as RUN
+from ._dispatch import TERMINATE as TERMINATE
+from ._errors import MaybeEncodingError as MaybeEncodingError
 from ._errors import PicklingFailedError as PicklingFailedError
 from ._errors import PoolClosedError as PoolClosedError
 from ._errors import RemoteTraceback as RemoteTraceback
@@ -17,5 +21,5 @@ from ._results import IMapUnorderedIterator as IMapUnorderedIterator
 from ._results import MapResult as MapResult
 
 __all__ = ["Pool", "ThreadPool", "AsyncResult", "ApplyResult", "MapResult", "IMapIterator", "IMapUnorderedIterator",
-           "RemoteTraceback", "WorkerLostError", "TaskTimeoutError", "PicklingFailedError", "PoolClosedError",
-           "TimeoutError"]
+           "RemoteTraceback", "MaybeEncodingError", "WorkerLostError", "TaskTimeoutError", "PicklingFailedError",
+           "PoolClosedError", "TimeoutError", "RUN", "CLOSE", "TERMINATE"]
