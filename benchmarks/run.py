@@ -292,7 +292,7 @@ def bench_pool_apply(rounds: int) -> dict[str, float]:
     results: dict[str, list[float]] = {}
     pools = _pools()
     try:
-        for name, pool in pools.items():
+        for pool in pools.values():
             for _ in range(50):
                 pool.apply(trivial, (1,))
         for _ in range(rounds):

@@ -353,3 +353,59 @@ def test_thread_pool() -> None:
     tp = ThreadPool(1)
     tp.close()
     tp.join()
+
+
+SHIM = """
+import sys, procpar_core, procpar_pool
+procpar_core.Pool = procpar_pool.Pool
+sys.modules["multiprocessing"] = procpar_core
+if __name__ == "__main__":
+    procpar_core.set_start_method(sys.argv[1])
+"""
+
+
+def test_spec_intro_example(ctx: Any, run_script: Any) -> None:
+    from spec_examples import POOL_INTRO
+
+    out = run_script(SHIM + POOL_INTRO, ctx.get_start_method())
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0] == "[0, 1, 4, 9, 16, 25, 36, 49, 64, 81]"
+    assert sorted(int(x) for x in lines[1:11]) == [x * x for x in range(10)]
+    assert lines[11] == "400"
+    assert lines[14:] == ["We lacked patience and got a multiprocessing.TimeoutError",
+                          "For the moment, the pool remains available for more work",
+                          "Now the pool is closed and no longer available"]
+
+
+def test_spec_big_example(ctx: Any, run_script: Any) -> None:
+    from spec_examples import POOL_BIG
+
+    out = run_script(SHIM + POOL_BIG, ctx.get_start_method(), timeout=120)
+    assert out.returncode == 0, out.stderr
+    for expected in ("Got ZeroDivisionError as expected from pool.apply()",
+                     "Got ZeroDivisionError as expected from pool.map()",
+                     "Got ZeroDivisionError as expected from list(pool.imap())",
+                     "Got ZeroDivisionError as expected from IMapIterator.next()",
+                     "says that mul(9, 7) = 63", "says that plus(9, 8) = 17"):
+        assert expected in out.stdout
+    assert out.stdout.count("PoolWorker") >= 4 * 20
+
+
+def test_executor(ctx: Any) -> None:
+    from concurrent.futures import wait
+
+    with procpar_pool.Executor(2, mp_context=ctx) as ex:
+        futures = [ex.submit(t.square, i) for i in range(5)]
+        wait(futures, timeout=30)
+        assert [f.result() for f in futures] == [0, 1, 4, 9, 16]
+        assert list(ex.map(t.add, [1, 2], [3, 4])) == [4, 6]
+        assert list(ex.map(t.square, range(5), chunksize=2)) == [0, 1, 4, 9, 16]
+        doomed = ex.submit(t.die, "sigkill")
+        with pytest.raises(WorkerLostError):
+            doomed.result(30)
+        assert ex.submit(t.square, 6).result(30) == 36  # still usable, unlike ProcessPoolExecutor
+        with pytest.raises(ValueError, match="bad 2"):
+            ex.submit(t.fail, 2).result(30)
+    with pytest.raises(RuntimeError, match="after shutdown"):
+        ex.submit(t.square, 1)
