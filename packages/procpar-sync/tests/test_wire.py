@@ -114,3 +114,17 @@ def test_unread_counts_pending_bytes(pipe: Any) -> None:
     assert _wire.unread(r) == 0
     os.write(w, b"12345")
     assert _wire.unread(r) == 5
+
+
+def test_has_message_sees_whole_messages_only(pipe: Any) -> None:
+    r, w = pipe
+    stash = bytearray(8 + 4096)
+    assert not _wire.has_message(stash)
+    _wire.write_messages(w, [b"one", b"two"])
+    os.write(w, struct.pack("!i", 5) + b"ab")  # a third, cut short
+    assert _wire.read_message_stashed(r, stash) == b"one"
+    assert _wire.has_message(stash)
+    assert _wire.read_message_stashed(r, stash) == b"two"
+    assert not _wire.has_message(stash)
+    os.write(w, b"cde")
+    assert _wire.read_message_stashed(r, stash) == b"abcde"

@@ -29,7 +29,7 @@ from procpar_core import _serializer
 from procpar_core.connection import Pipe
 from procpar_core.reduction import loads
 from procpar_core.util import register_after_fork
-from procpar_sync._wire import read_message, write_messages
+from procpar_sync._wire import has_message, read_message_stashed, write_messages
 
 from ._errors import (
     PicklingFailedError,
@@ -56,7 +56,7 @@ _POLLIN = select.POLLIN | select.POLLHUP | select.POLLERR
 
 
 class _Worker:
-    __slots__ = ("conn", "deadline", "doomed", "eof", "fd", "inflight", "process", "quota", "sentinel")
+    __slots__ = ("conn", "deadline", "doomed", "eof", "fd", "inflight", "process", "quota", "sentinel", "stash")
 
     def __init__(self, process: Any, conn: Any, quota: int | None) -> None:
         self.process = process
@@ -68,6 +68,8 @@ class _Worker:
         self.deadline: float | None = None  # when its (single, timed) task must be done
         self.eof = False
         self.doomed = False  # killed for running past a time limit; its replacement comes with its sentinel
+        # Replies read ahead from this worker's socket (only the dispatcher reads it).
+        self.stash = bytearray(8 + (1 << 16))
 
 
 def _pickling_culprit(task: Task) -> str:
@@ -119,7 +121,10 @@ class Dispatcher:
         self._initargs = initargs
         self._maxtasks = maxtasksperchild
         self._prefetch = prefetch
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards _state and _sources
+        # Held while worker state is read or changed: by the dispatcher between polls, and by a submitting
+        # thread that hands out its job's first tasks itself (saving a thread hop on the latency path).
+        self._mutex = threading.Lock()
         self._state = RUN
         self._sources: collections.deque[Job] = collections.deque()
         self._ready: collections.deque[Task] = collections.deque()  # pulled from a job, not yet sent
@@ -130,7 +135,6 @@ class Dispatcher:
         os.set_blocking(self._wake_w, False)
         self._wake_pending = False
         self._poll_dirty = True
-        self._worker_serial = 0
         self._starting: Any = None
         # A child forked from here (a worker, or any other process) must not hold the pool's fds: a worker
         # holding its siblings' sockets would never see end-of-file when the pool's process dies.
@@ -164,6 +168,14 @@ class Dispatcher:
             if self._broken is not None:
                 raise self._broken
             self._sources.append(job)
+        if self._mutex.acquire(False):
+            try:
+                self._fill()
+                timed = any(w.deadline is not None for w in self._workers)
+            finally:
+                self._mutex.release()
+            if not timed:
+                return  # the dispatcher sees the replies; it needs waking only for a new deadline
         self._wake()
 
     def close(self) -> None:
@@ -222,7 +234,6 @@ class Dispatcher:
         self._starting = parent_end
         process = self._ctx.Process(target=worker_main, args=(child_end, self._initializer, self._initargs,
                                                               self._maxtasks), daemon=True)
-        self._worker_serial += 1
         process.name = process.name.replace("Process", "PoolWorker")
         try:
             process.start()
@@ -252,29 +263,10 @@ class Dispatcher:
             while True:
                 if self._poll_dirty:
                     poller, by_fd = self._new_poller()
-                for fd, _ in poller.poll(self._poll_timeout_ms()):
-                    kind, worker = by_fd.get(fd, ("gone", None))
-                    if kind == "wake":
-                        self._wake_pending = False
-                        try:
-                            os.read(self._wake_r, 4096)
-                        except BlockingIOError:
-                            pass
-                    elif worker is None or worker not in self._workers:
-                        continue
-                    elif kind == "conn":
-                        self._read_one(worker)
-                    else:
-                        self._worker_exited(worker)
-                self._expire_tasks()
-                state = self._state
-                if state == TERMINATE:
-                    self._stop_all(PoolClosedError("the pool was terminated before this task finished"))
-                    return
-                self._fill()
-                if state == CLOSE and self._all_done():
-                    self._finish()
-                    return
+                events = poller.poll(self._poll_timeout_ms())
+                with self._mutex:
+                    if self._handle(events, by_fd):
+                        return
         except BaseException as exc:  # a bug here must not leave callers waiting forever
             import traceback
 
@@ -286,6 +278,35 @@ class Dispatcher:
                     os.close(fd)
                 except OSError:
                     pass
+
+    def _handle(self, events: list[tuple[int, int]], by_fd: dict[int, tuple[str, _Worker | None]]) -> bool:
+        """Act on what poll() reported, then hand out tasks; True when the pool has stopped."""
+        for fd, _ in events:
+            kind, worker = by_fd.get(fd, ("gone", None))
+            if kind == "wake":
+                self._wake_pending = False
+                try:
+                    os.read(self._wake_r, 4096)
+                except BlockingIOError:
+                    pass
+            elif worker is None or worker not in self._workers:
+                continue
+            elif kind == "conn":
+                self._read_one(worker)
+                while not worker.eof and has_message(worker.stash):
+                    self._read_one(worker)
+            else:
+                self._worker_exited(worker)
+        self._expire_tasks()
+        state = self._state
+        if state == TERMINATE:
+            self._stop_all(PoolClosedError("the pool was terminated before this task finished"))
+            return True
+        self._fill()
+        if state == CLOSE and self._all_done():
+            self._finish()
+            return True
+        return False
 
     def _new_poller(self) -> tuple[Any, dict[int, tuple[str, _Worker | None]]]:
         poller = select.poll()
@@ -313,7 +334,7 @@ class Dispatcher:
 
     def _read_one(self, worker: _Worker) -> None:
         try:
-            message = read_message(worker.fd)
+            message = read_message_stashed(worker.fd, worker.stash)
         except (EOFError, OSError):
             worker.eof = True  # it is exiting; its sentinel says how
             self._poll_dirty = True
@@ -342,8 +363,7 @@ class Dispatcher:
     def _worker_exited(self, worker: _Worker) -> None:
         # Collect what it managed to send before it went.
         while not worker.eof and worker.inflight:
-            readable = select.select([worker.fd], [], [], 0)[0]
-            if not readable:
+            if not has_message(worker.stash) and not select.select([worker.fd], [], [], 0)[0]:
                 break
             self._read_one(worker)
         worker.process.join(5)

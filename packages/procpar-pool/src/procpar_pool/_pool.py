@@ -142,7 +142,8 @@ class Pool:
     def _map_async(self, func: Any, iterable: Iterable[Any], kind: int, chunksize: int | None, callback: Any,
                    error_callback: Any, progress: Any, task_timeout: float | None) -> MapResult:
         self._check_running()
-        items = iterable if isinstance(iterable, list) else list(iterable)
+        # Sequences are sliced, not copied: a chunk of a range is a range, which pickles in a few bytes.
+        items: Any = iterable if isinstance(iterable, (list, tuple, range)) else list(iterable)
         if chunksize is None:
             chunksize, extra = divmod(len(items), self._processes * 4)
             if extra:

@@ -21,7 +21,7 @@ import traceback
 
 from procpar_core import _serializer
 from procpar_core.reduction import loads
-from procpar_sync._wire import read_message, write_messages
+from procpar_sync._wire import read_message_stashed, write_messages
 
 from ._errors import MaybeEncodingError, PicklingFailedError
 from ._results import APPLY, MAP
@@ -95,9 +95,11 @@ def worker_main(fd_holder: Any, initializer: Callable[..., Any] | None, initargs
             write_messages(fd, [_encode(INIT_FAILED, APPLY, False, exception_payload(exc))])
             return
     done = 0
+    # Only this process reads its socket, so it may read ahead: one read() for several prefetched tasks.
+    stash = bytearray(8 + (1 << 16))
     while maxtasks is None or done < maxtasks:
         try:
-            message = read_message(fd)
+            message = read_message_stashed(fd, stash)
         except (EOFError, OSError):
             return  # the pool is gone
         if not message:

@@ -239,6 +239,30 @@ done:
 }
 
 static PyObject *
+wire_has_message(PyObject *module, PyObject *arg)
+{
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0)
+        return NULL;
+    int whole = 0;
+    if (view.len >= (Py_ssize_t)sizeof(stash_header)) {
+        stash_header *hdr = (stash_header *)view.buf;
+        size_t start = hdr->start, end = hdr->end, hlen = 0;
+        size_t cap = (size_t)view.len - sizeof(stash_header);
+        if (start <= end && end <= cap) {
+            int64_t size = parse_frame((unsigned char *)view.buf + sizeof(stash_header) + start, end - start, &hlen);
+            if (size == -2)
+                whole = 1; /* a bad frame: let the reader raise about it */
+            else if (size >= 0 && end - start - hlen >= (uint64_t)size)
+                whole = 1;
+        }
+    }
+    PyErr_Clear();
+    PyBuffer_Release(&view);
+    return PyBool_FromLong(whole);
+}
+
+static PyObject *
 wire_stashed(PyObject *module, PyObject *arg)
 {
     Py_buffer view;
@@ -362,6 +386,8 @@ static PyMethodDef wire_methods[] = {
     {"read_message_stashed", (PyCFunction)(void (*)(void))wire_read_message_stashed, METH_FASTCALL,
      "read_message_stashed(fd, stash) -> bytes\n\nRead one framed message, first from the shared stash, "
      "refilling it from fd with one read() when it holds no whole message. Hold the queue's read lock."},
+    {"has_message", (PyCFunction)wire_has_message, METH_O,
+     "has_message(stash) -> bool\n\nWhether the stash holds a whole message (read it without touching the fd)."},
     {"stashed", (PyCFunction)wire_stashed, METH_O,
      "stashed(stash) -> int\n\nHow many bytes the stash holds (without the lock: a hint)."},
     {"unread", (PyCFunction)wire_unread, METH_O,

@@ -15,3 +15,6 @@ def read_message_stashed(fd: int, stash: Any, /) -> bytes:
 
 def stashed(stash: Any, /) -> int:
     """How many bytes ``stash`` holds (read without the lock: a hint)."""
+
+def has_message(stash: Any, /) -> bool:
+    """Whether ``stash`` holds a whole message."""
