@@ -33,8 +33,8 @@ PACKAGES: dict[str, tuple[str, str, list[str]]] = {
 }
 ALL_IMPORT_NAMES = ["procpar_core", "procpar_sync", "procpar_shm", "procpar_managers", "procpar_pool", "procpar"]
 TEST_DEPS = ["pytest>=7", "pytest-timeout>=2.1", "hypothesis>=6", "cloudpickle>=2.0"]
-# Per package: what its tests use beyond TEST_DEPS (numpy: zero-copy views of shared memory).
-EXTRA_TEST_DEPS: dict[str, list[str]] = {"shm": ["numpy"]}
+# Per package: what its tests use beyond TEST_DEPS (numpy: zero-copy views of shared memory, large buffers).
+EXTRA_TEST_DEPS: dict[str, list[str]] = {"shm": ["numpy"], "pool": ["numpy"]}
 
 nox.options.default_venv_backend = "venv"
 nox.options.error_on_missing_interpreters = False

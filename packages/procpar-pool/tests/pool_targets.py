@@ -91,3 +91,25 @@ def remember(value: int) -> None:
 
 def initialized(_: Any = None) -> list[int]:
     return _initialized
+
+
+def double(a: Any) -> Any:
+    return a * 2
+
+
+def grow(b: bytearray) -> bytearray:
+    return b + b"!"
+
+
+def is_shared(a: Any) -> bool:
+    """Whether the array arrived over shared memory (its base is a mapping, not a private copy)."""
+    import mmap
+
+    base = a
+    while getattr(base, "base", None) is not None:
+        base = base.base
+    return isinstance(base, (mmap.mmap, memoryview)) or type(base).__name__ == "mmap"
+
+
+def die_holding(a: Any) -> None:
+    os.kill(os.getpid(), signal.SIGKILL)

@@ -409,3 +409,22 @@ def test_executor(ctx: Any) -> None:
             ex.submit(t.fail, 2).result(30)
     with pytest.raises(RuntimeError, match="after shutdown"):
         ex.submit(t.square, 1)
+
+
+def _segments() -> set[str]:
+    return {n for n in os.listdir("/dev/shm") if n.startswith("procpar-oob-")}
+
+
+def test_large_buffers_travel_in_shared_memory(pool: Any) -> None:
+    np = pytest.importorskip("numpy")
+    before = _segments()
+    arrays = [np.full(1 << 18, float(i)) for i in range(4)]  # 2 MiB each: out of band
+    doubled = pool.map(t.double, arrays, chunksize=1)
+    assert all((d == 2 * a).all() for d, a in zip(doubled, arrays, strict=True))
+    assert pool.apply(t.is_shared, (arrays[0],))
+    assert pool.apply(t.grow, (bytearray(2 << 20),)) == bytearray(2 << 20) + b"!"
+    small = np.arange(10)
+    assert (pool.apply(t.double, (small,)) == small * 2).all()
+    with pytest.raises(WorkerLostError):
+        pool.apply(t.die_holding, (arrays[1],))
+    assert _segments() <= before  # every segment was taken, or dropped with its task

@@ -27,10 +27,10 @@ import warnings
 
 from procpar_core import _serializer
 from procpar_core.connection import Pipe
-from procpar_core.reduction import loads
 from procpar_core.util import register_after_fork
 from procpar_sync._wire import has_message, read_message_stashed, write_messages
 
+from . import _oob
 from ._errors import (
     PicklingFailedError,
     PoolClosedError,
@@ -70,6 +70,13 @@ class _Worker:
         self.doomed = False  # killed for running past a time limit; its replacement comes with its sentinel
         # Replies read ahead from this worker's socket (only the dispatcher reads it).
         self.stash = bytearray(8 + (1 << 16))
+
+
+def _release(task: Task) -> None:
+    """Drop the shared memory of a task that is over (its worker normally took it already)."""
+    if task.segment is not None:
+        _oob.discard(task.segment)
+        task.segment = None
 
 
 def _pickling_culprit(task: Task) -> str:
@@ -139,6 +146,9 @@ class Dispatcher:
         # A child forked from here (a worker, or any other process) must not hold the pool's fds: a worker
         # holding its siblings' sockets would never see end-of-file when the pool's process dies.
         register_after_fork(self, Dispatcher._close_in_child)
+        # Large buffers travel in shared memory registered with the resource tracker; the workers must
+        # share the pool's tracker (one started later would be theirs alone and misreport their segments).
+        _oob.ensure_tracker()
         try:
             for _ in range(processes):
                 self._start_worker()
@@ -341,7 +351,7 @@ class Dispatcher:
             return
         (task_id,) = TASK_ID.unpack_from(message)
         try:
-            ok, value = loads(memoryview(message)[TASK_ID.size :])
+            ok, value = _oob.loads_message(memoryview(message)[TASK_ID.size :])
         except Exception as err:
             ok, value = False, (PicklingFailedError(
                 f"the worker's reply could not be unpickled here: {type(err).__name__}: {err}"), "")
@@ -351,6 +361,7 @@ class Dispatcher:
         task = worker.inflight.pop(task_id, None)
         if task is None:
             return
+        _release(task)
         if worker.deadline is not None:
             worker.deadline = None
         if not ok:
@@ -372,6 +383,7 @@ class Dispatcher:
         if worker.inflight:
             reason = describe_exit(exitcode)
             for task in worker.inflight.values():
+                _release(task)
                 task.job._set(task.index, False, WorkerLostError(
                     f"the task could not finish: {reason}. The worker was replaced; other tasks go on.", exitcode))
             worker.inflight.clear()
@@ -394,6 +406,7 @@ class Dispatcher:
                 continue
             worker.deadline = None
             for task in worker.inflight.values():
+                _release(task)
                 task.job._set(task.index, False, TaskTimeoutError(
                     f"the task ran longer than its time limit of {task.time_limit} s; its worker was stopped and "
                     "replaced"))
@@ -431,8 +444,9 @@ class Dispatcher:
                 if data is None:
                     raise PicklingFailedError(f"{task.func!r} is defined in an interactive session, which a "
                                               f"{self._start_method} worker cannot import; {_NO_CLOUDPICKLE}")
+                data = _oob.PLAIN + data
             else:
-                data = bytes(_serializer.serialize(body))
+                data, task.segment = _oob.dumps(body)
         except PicklingFailedError as exc:
             task.job._set(task.index, False, exc)
             return None
@@ -455,7 +469,7 @@ class Dispatcher:
                 data = None
             else:
                 if data is not None:
-                    return data
+                    return _oob.PLAIN + data
                 hint = f"; {_NO_CLOUDPICKLE}"
         failure = PicklingFailedError(f"the task cannot be sent to a worker: {culprit}{hint}")
         failure.__cause__ = err
@@ -532,9 +546,13 @@ class Dispatcher:
     def _fail_everything(self, exc: BaseException, sources: list[Job]) -> None:
         jobs: list[Job] = []
         for worker in self._workers:
-            jobs += [task.job for task in worker.inflight.values()]
+            for task in worker.inflight.values():
+                _release(task)
+                jobs.append(task.job)
             worker.inflight.clear()
-        jobs += [task.job for task in self._ready]
+        for task in self._ready:
+            _release(task)
+            jobs.append(task.job)
         self._ready.clear()
         jobs += sources
         seen: set[int] = set()

@@ -32,7 +32,7 @@ _ids = itertools.count()
 class Task:
     """One unit of work for one worker."""
 
-    __slots__ = ("data", "func", "id", "index", "job", "kind", "payload", "size", "time_limit")
+    __slots__ = ("data", "func", "id", "index", "job", "kind", "payload", "segment", "size", "time_limit")
 
     def __init__(self, job: Job, index: int, kind: int, func: Any, payload: Any, size: int) -> None:
         self.id = next(_ids)
@@ -44,6 +44,7 @@ class Task:
         self.size = size  # items in the chunk (1 for apply), for progress
         self.time_limit: float | None = job._time_limit
         self.data: bytes | None = None  # the pickled task, once made
+        self.segment: str | None = None  # the shared memory holding its large buffers, if any
 
 
 def _run_callback(callback: Callable[[Any], Any] | None, value: Any) -> None:

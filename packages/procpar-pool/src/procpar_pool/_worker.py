@@ -1,7 +1,8 @@
 """The worker process's loop, and the messages it exchanges with the pool.
 
 Pool -> worker: framed messages on the worker's own socket, each an 8-byte task id then the pickled
-``(kind, func, payload)``, or an empty message for "stop". The id comes first, outside the pickle, so a task
+``(kind, func, payload)`` (large buffers beside it in shared memory, see ``_oob``), or an empty message for
+"stop". The id comes first, outside the pickle, so a task
 that cannot be unpickled here (a function the worker cannot import, say) still fails under its own id.
 
 Worker -> pool: the 8-byte task id, then the pickled ``(ok, value)``: the result, or ``(exception, traceback
@@ -20,9 +21,9 @@ import struct
 import traceback
 
 from procpar_core import _serializer
-from procpar_core.reduction import loads
 from procpar_sync._wire import read_message_stashed, write_messages
 
+from . import _oob
 from ._errors import MaybeEncodingError, PicklingFailedError
 from ._results import APPLY, MAP
 
@@ -65,13 +66,13 @@ def _describe_result_failure(kind: int, result: Any, err: BaseException) -> Pick
 def _encode(task_id: int, kind: int, ok: bool, value: Any) -> bytes:
     header = TASK_ID.pack(task_id)
     try:
-        return header + bytes(_serializer.serialize((ok, value)))
+        return header + _oob.dumps((ok, value))[0]
     except Exception as err:
         if ok:
             failure = _describe_result_failure(kind, value, err)
         else:
             failure = PicklingFailedError(f"the task's error could not be pickled: {type(err).__name__}: {err}")
-        return header + bytes(_serializer.serialize((False, (failure, ""))))
+        return header + _oob.dumps((False, (failure, "")))[0]
 
 
 def _run(kind: int, func: Callable[..., Any], payload: Any) -> Any:
@@ -107,7 +108,7 @@ def worker_main(fd_holder: Any, initializer: Callable[..., Any] | None, initargs
         (task_id,) = TASK_ID.unpack_from(message)
         kind = APPLY
         try:
-            kind, func, payload = loads(memoryview(message)[TASK_ID.size :])
+            kind, func, payload = _oob.loads_message(memoryview(message)[TASK_ID.size :])
             result = _run(kind, func, payload)
         except Exception as exc:
             reply = _encode(task_id, kind, False, exception_payload(exc))

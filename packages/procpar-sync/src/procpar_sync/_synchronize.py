@@ -137,16 +137,16 @@ def _owner(sem: Any) -> str:
 class Condition:
     """A condition variable shared between processes, over a Lock or RLock (a new RLock by default).
 
-    Waiters count themselves in ``_sleeping``; ``notify`` wakes up to n of them through ``_wait_sem`` and
-    waits until each has taken its wake-up (``_woken``), so a notification is never lost or delivered twice,
+    Waiters count themselves in ``_sleeping_count``; ``notify`` wakes up to n of them through ``_wait_semaphore`` and
+    waits until each has taken its wake-up (``_woken_count``), so a notification is never lost or delivered twice,
     and waiters that timed out are discounted first.
     """
 
     def __init__(self, lock: Any | None = None, *, ctx: Any = None) -> None:
         self._lock = lock if lock is not None else RLock(ctx=ctx)
-        self._sleeping = Semaphore(0, ctx=ctx)
-        self._woken = Semaphore(0, ctx=ctx)
-        self._wait_sem = Semaphore(0, ctx=ctx)
+        self._sleeping_count = Semaphore(0, ctx=ctx)
+        self._woken_count = Semaphore(0, ctx=ctx)
+        self._wait_semaphore = Semaphore(0, ctx=ctx)
         self._make_methods()
 
     def _make_methods(self) -> None:
@@ -155,10 +155,10 @@ class Condition:
 
     def __getstate__(self) -> tuple[Any, ...]:
         assert_spawning(self)
-        return (self._lock, self._sleeping, self._woken, self._wait_sem)
+        return (self._lock, self._sleeping_count, self._woken_count, self._wait_semaphore)
 
     def __setstate__(self, state: tuple[Any, ...]) -> None:
-        self._lock, self._sleeping, self._woken, self._wait_sem = state
+        self._lock, self._sleeping_count, self._woken_count, self._wait_semaphore = state
         self._make_methods()
 
     def __enter__(self) -> bool:
@@ -169,7 +169,7 @@ class Condition:
 
     def __repr__(self) -> str:
         try:
-            waiters = self._sleeping._semlock.get_value() - self._woken._semlock.get_value()
+            waiters = self._sleeping_count._semlock.get_value() - self._woken_count._semlock.get_value()
         except Exception:
             waiters = "unknown"
         return f"<{type(self).__name__}({self._lock}, {waiters})>"
@@ -181,35 +181,35 @@ class Condition:
     def wait(self, timeout: float | None = None) -> bool:
         """Release the lock, wait for a notification (or ``timeout``), re-acquire; False on timeout."""
         self._check_owned("wait()")
-        self._sleeping.release()
+        self._sleeping_count.release()
         depth = self._lock._semlock.count()
         for _ in range(depth):
             self._lock.release()
         try:
-            return bool(self._wait_sem.acquire(True, timeout))
+            return bool(self._wait_semaphore.acquire(True, timeout))
         finally:
-            self._woken.release()
+            self._woken_count.release()
             for _ in range(depth):
                 self._lock.acquire()
 
     def notify(self, n: int = 1) -> None:
         """Wake up to ``n`` waiting processes or threads."""
         self._check_owned("notify()")
-        if self._wait_sem.acquire(False):
+        if self._wait_semaphore.acquire(False):
             raise AssertionError("notify: a wake-up was left unclaimed")
-        # Waiters that timed out released _woken without being woken: drop them from the sleeper count.
-        while self._woken.acquire(False):
-            if not self._sleeping.acquire(False):
+        # Waiters that timed out released _woken_count without being woken: drop them from the sleeper count.
+        while self._woken_count.acquire(False):
+            if not self._sleeping_count.acquire(False):
                 raise AssertionError("notify: more wake-ups than sleepers")
         woken = 0
-        while woken < n and self._sleeping.acquire(False):
-            self._wait_sem.release()
+        while woken < n and self._sleeping_count.acquire(False):
+            self._wait_semaphore.release()
             woken += 1
         if woken:
             for _ in range(woken):
-                self._woken.acquire()
+                self._woken_count.acquire()
             # A waiter that timed out just now may have left its wake-up unclaimed: take it back.
-            while self._wait_sem.acquire(False):
+            while self._wait_semaphore.acquire(False):
                 pass
 
     def notify_all(self) -> None:

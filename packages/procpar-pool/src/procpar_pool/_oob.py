@@ -1,0 +1,140 @@
+"""Large buffers beside the pickle: pickle protocol 5's out-of-band buffers, carried in shared memory.
+
+A numpy array, a bytearray or anything else that pickles its memory as a ``PickleBuffer`` is not copied into
+the pickle when it is large: its bytes go once into a fresh ``/dev/shm`` segment, the message carries the
+segment's name and where each buffer lies, and the receiver maps the segment and unpickles the objects over
+the mapping itself (``numpy.frombuffer``-style: no second copy, no trip through the socket).
+
+Ownership: the creator registers the segment with procpar's resource tracker; the receiver unlinks it as soon
+as it has mapped it and unregisters it. A segment whose receiver died first is unlinked by the pool when it
+fails the task; a segment left by a program that died is removed by the tracker. ``bytes`` objects are always
+pickled in-band (pickle gives them no out-of-band path).
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import secrets
+import struct
+import threading
+
+from procpar_core import _serializer, resource_tracker
+from procpar_core._reduction import _current_table
+from procpar_core.reduction import ForkingPickler, loads
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+__all__ = ["THRESHOLD", "PLAIN", "dumps", "loads_message", "discard", "ensure_tracker"]
+
+THRESHOLD = 1 << 20  # smaller buffers stay in the pickle: a segment costs more than copying them
+_ALIGN = 64
+_SHM_DIR = "/dev/shm"
+PLAIN, _WITH_SEGMENT = b"\0", b"\1"
+_LAYOUT_LENGTH = struct.Struct("!I")
+
+
+def ensure_tracker() -> None:
+    """Start the resource tracker now, so that children started from here share it."""
+    if os.path.isdir(_SHM_DIR):
+        resource_tracker.ensure_running()
+
+
+def _segment_path(name: str) -> str:
+    return os.path.join(_SHM_DIR, name.lstrip("/"))
+
+
+class _ThreadPickler:
+    """One thread's reusable protocol-5 pickler (building one per message costs more than small pickles)."""
+
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+        self.write = self.chunks.append
+        self.big: list[Any] = []
+        self.pickler = ForkingPickler(self, 5, buffer_callback=self._aside)
+
+    def _aside(self, buffer: Any) -> bool:
+        if buffer.raw().nbytes >= THRESHOLD:
+            self.big.append(buffer)
+            return False  # out of band
+        return True
+
+    def dump(self, obj: Any) -> tuple[bytes, list[Any]]:
+        table = _current_table()
+        if self.pickler.dispatch_table is not table:
+            self.pickler.dispatch_table = table
+        try:
+            self.pickler.dump(obj)
+            data = self.chunks[0] if len(self.chunks) == 1 else b"".join(self.chunks)
+            return data, self.big
+        finally:
+            self.chunks.clear()
+            self.big = []
+            self.pickler.clear_memo()
+
+
+_local = threading.local()
+
+
+def dumps(obj: Any) -> tuple[bytes, str | None]:
+    """``obj`` pickled (protocol 5) with its large buffers in a new segment: (message body, segment name)."""
+    if _serializer.get_serializer() != "pickle":
+        return PLAIN + bytes(_serializer.serialize(obj)), None
+    pickler = getattr(_local, "pickler", None)
+    if pickler is None:
+        pickler = _local.pickler = _ThreadPickler()
+    data, big = pickler.dump(obj)
+    if not big or not os.path.isdir(_SHM_DIR):
+        if big:  # no shared memory here: pickle everything in-band
+            return PLAIN + bytes(ForkingPickler.dumps(obj)), None
+        return PLAIN + data, None
+    layout: list[tuple[int, int]] = []
+    offset = 0
+    for buffer in big:
+        size = buffer.raw().nbytes
+        layout.append((offset, size))
+        offset += (size + _ALIGN - 1) // _ALIGN * _ALIGN
+    name = "/procpar-oob-" + secrets.token_hex(8)
+    fd = os.open(_segment_path(name), os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    try:
+        os.ftruncate(fd, max(offset, 1))
+        with mmap.mmap(fd, max(offset, 1)) as mapping:
+            for buffer, (start, size) in zip(big, layout, strict=True):
+                mapping[start : start + size] = buffer.raw()
+    except BaseException:
+        os.close(fd)
+        os.unlink(_segment_path(name))
+        raise
+    os.close(fd)
+    resource_tracker.register(name, "shared_memory")
+    description = bytes(ForkingPickler.dumps((name, layout)))
+    return _WITH_SEGMENT + _LAYOUT_LENGTH.pack(len(description)) + description + data, name
+
+
+def loads_message(body: memoryview) -> Any:
+    """The object of a body made by ``dumps``; takes ownership of its segment (maps it, then unlinks it)."""
+    if body[:1] == PLAIN:
+        return loads(body[1:])
+    (length,) = _LAYOUT_LENGTH.unpack_from(body, 1)
+    start = 1 + _LAYOUT_LENGTH.size
+    name, layout = loads(body[start : start + length])
+    fd = os.open(_segment_path(name), os.O_RDWR | os.O_CLOEXEC)
+    try:
+        size = os.fstat(fd).st_size
+        mapping = mmap.mmap(fd, size)
+    finally:
+        os.close(fd)
+        discard(name)
+    view = memoryview(mapping)
+    return loads(body[start + length :], buffers=[view[offset : offset + n] for offset, n in layout])
+
+
+def discard(name: str) -> None:
+    """Unlink a segment (if still there) and stop tracking it."""
+    try:
+        os.unlink(_segment_path(name))
+    except FileNotFoundError:
+        return
+    resource_tracker.unregister(name, "shared_memory")
