@@ -257,53 +257,50 @@ def _pools(processes: int = 2) -> dict[str, Any]:
             "stdlib": multiprocessing.get_context(method).Pool(processes)}
 
 
-def bench_pool_map(count: int) -> dict[str, float]:
+def _on_pools(repeats: int, measure: Callable[[Any], float], warm_up: Callable[[Any], Any] | None = None
+              ) -> dict[str, float]:
+    """Median of ``measure(pool)`` over ``repeats`` rounds, procpar's and the stdlib's pool taking turns."""
     results: dict[str, list[float]] = {}
     pools = _pools()
     try:
-        for _ in range(5):
+        if warm_up is not None:
+            for pool in pools.values():
+                warm_up(pool)
+        for _ in range(repeats):
             for name, pool in pools.items():
-                t0 = time.perf_counter()
-                pool.map(trivial, range(count))
-                results.setdefault(name, []).append(count / (time.perf_counter() - t0))
+                results.setdefault(name, []).append(measure(pool))
     finally:
         for pool in pools.values():
             pool.terminate()
     return {name: _median(v) for name, v in results.items()}
+
+
+def bench_pool_map(count: int) -> dict[str, float]:
+    def measure(pool: Any) -> float:
+        t0 = time.perf_counter()
+        pool.map(trivial, range(count))
+        return count / (time.perf_counter() - t0)
+
+    return _on_pools(5, measure)
 
 
 def bench_pool_imap(count: int) -> dict[str, float]:
-    results: dict[str, list[float]] = {}
-    pools = _pools()
-    try:
-        for _ in range(3):
-            for name, pool in pools.items():
-                t0 = time.perf_counter()
-                for _ in pool.imap(trivial, range(count), chunksize=1):
-                    pass
-                results.setdefault(name, []).append(count / (time.perf_counter() - t0))
-    finally:
-        for pool in pools.values():
-            pool.terminate()
-    return {name: _median(v) for name, v in results.items()}
+    def measure(pool: Any) -> float:
+        t0 = time.perf_counter()
+        for _ in pool.imap(trivial, range(count), chunksize=1):
+            pass
+        return count / (time.perf_counter() - t0)
+
+    return _on_pools(3, measure)
 
 
 def bench_pool_apply(rounds: int) -> dict[str, float]:
-    results: dict[str, list[float]] = {}
-    pools = _pools()
-    try:
-        for pool in pools.values():
-            for _ in range(50):
-                pool.apply(trivial, (1,))
-        for _ in range(rounds):
-            for name, pool in pools.items():
-                t0 = time.perf_counter()
-                pool.apply(trivial, (1,))
-                results.setdefault(name, []).append((time.perf_counter() - t0) * 1e6)
-    finally:
-        for pool in pools.values():
-            pool.terminate()
-    return {name: _median(v) for name, v in results.items()}
+    def measure(pool: Any) -> float:
+        t0 = time.perf_counter()
+        pool.apply(trivial, (1,))
+        return (time.perf_counter() - t0) * 1e6
+
+    return _on_pools(rounds, measure, warm_up=lambda pool: [pool.apply(trivial, (1,)) for _ in range(50)])
 
 
 def bench_pool_arrays(count: int) -> dict[str, float]:
@@ -311,19 +308,13 @@ def bench_pool_arrays(count: int) -> dict[str, float]:
 
     arrays = [np.full(4 << 20, float(i)) for i in range(count)]  # 32 MB each
     megabytes = sum(a.nbytes for a in arrays) * 2 / 1e6  # there and back
-    results: dict[str, list[float]] = {}
-    pools = _pools()
-    try:
-        for _ in range(3):
-            for name, pool in pools.items():
-                t0 = time.perf_counter()
-                out = pool.map(array_sum, arrays, chunksize=1)
-                results.setdefault(name, []).append(megabytes / (time.perf_counter() - t0))
-                del out
-    finally:
-        for pool in pools.values():
-            pool.terminate()
-    return {name: _median(v) for name, v in results.items()}
+
+    def measure(pool: Any) -> float:
+        t0 = time.perf_counter()
+        pool.map(array_sum, arrays, chunksize=1)
+        return megabytes / (time.perf_counter() - t0)
+
+    return _on_pools(3, measure)
 
 
 def bench_pool_first_result(repeats: int) -> dict[str, float]:
