@@ -132,7 +132,7 @@ def typecheck(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """procpar against the stdlib on the same workloads, in one run; prints ratios."""
     session.env.pop("PYTHONDONTWRITEBYTECODE", None)  # the stdlib's bytecode is precompiled: ours too
-    _install_closure(session, "procpar")
+    _install_closure(session, "procpar", "numpy")  # numpy: the pool-arrays workload
     session.run("python", "-m", "compileall", "-q", session.virtualenv.location, silent=True)
     session.run("python", str(ROOT / "benchmarks" / "run.py"), *session.posargs)
 
