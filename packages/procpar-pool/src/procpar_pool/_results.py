@@ -185,7 +185,7 @@ class MapResult(ApplyResult):
         self._chunks[index] = value
         self._remaining -= 1
         if self._remaining == 0:
-            self._value = [item for chunk in self._chunks for item in chunk]
+            self._value = list(itertools.chain.from_iterable(self._chunks))
             self._chunks = []
             self._finish()
             _run_callback(self._callback, self._value)
