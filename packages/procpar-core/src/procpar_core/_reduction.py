@@ -117,39 +117,50 @@ def dumps(obj: Any, protocol: int | None = None) -> memoryview:
 class _ThreadPickler:
     """One thread's reusable pickler, writing into a list of chunks (a small pickle arrives as one chunk)."""
 
-    __slots__ = ("busy", "chunks", "pickler", "write")
+    __slots__ = ("busy", "chunks", "on_buffer", "pickler", "write")
 
     def __init__(self) -> None:
         self.chunks: list[bytes] = []
         self.write = self.chunks.append  # the pickler calls it straight into C, no Python frame
-        self.pickler = ForkingPickler(self)
+        # The buffer callback is fixed when a pickler is built; this one defers to the caller of each dump.
+        self.on_buffer: Callable[[PickleBuffer], Any] | None = None
+        self.pickler = ForkingPickler(self, buffer_callback=self._buffer)
         self.busy = False
+
+    def _buffer(self, buffer: PickleBuffer) -> Any:
+        on_buffer = self.on_buffer
+        return True if on_buffer is None else on_buffer(buffer)  # True: in band, as without a callback
 
 
 _picklers = _thread._local()
 
 
-def dumps_bytes(obj: Any) -> bytes:
+def dumps_bytes(obj: Any, buffer_callback: Callable[[PickleBuffer], Any] | None = None) -> bytes:
     """``dumps`` as ``bytes``, reusing one pickler per thread: the hot path of every send and put.
 
     Building a pickler costs more than pickling a small object; one is kept per thread and its memo cleared
     between objects. A reducer that pickles from inside a dump (re-entry) gets a fresh pickler.
+    ``buffer_callback`` is pickle's (protocol 5): a falsy return sends that buffer out of band.
     """
     state: _ThreadPickler | None = getattr(_picklers, "state", None)
     if state is None:
         state = _picklers.state = _ThreadPickler()
     if state.busy:
-        return bytes(dumps(obj))
+        buf = io.BytesIO()
+        ForkingPickler(buf, buffer_callback=buffer_callback).dump(obj)
+        return buf.getvalue()
     pickler, chunks = state.pickler, state.chunks
     table = _current_table()
     if pickler.dispatch_table is not table:
         pickler.dispatch_table = table
     state.busy = True
+    state.on_buffer = buffer_callback
     try:
         pickler.dump(obj)
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
     finally:
         state.busy = False
+        state.on_buffer = None
         chunks.clear()
         pickler.clear_memo()
 

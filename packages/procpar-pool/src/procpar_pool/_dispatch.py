@@ -136,7 +136,6 @@ class Dispatcher:
         self._sources: collections.deque[Job] = collections.deque()
         self._ready: collections.deque[Task] = collections.deque()  # pulled from a job, not yet sent
         self._workers: list[_Worker] = []
-        self.processes: list[Any] = []  # the live worker Process objects (the stdlib's Pool._pool)
         self._broken: BaseException | None = None
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
@@ -166,6 +165,11 @@ class Dispatcher:
         self._thread.start()
 
     # -- called from user threads --------------------------------------------------------------------------
+
+    @property
+    def processes(self) -> list[Any]:
+        """The live workers' Process objects (the stdlib's ``Pool._pool``)."""
+        return [worker.process for worker in self._workers]
 
     @property
     def state(self) -> str:
@@ -251,13 +255,10 @@ class Dispatcher:
             self._starting = None
             child_end.close()
         self._workers.append(_Worker(process, parent_end, self._maxtasks))
-        self.processes.append(process)
         self._poll_dirty = True
 
     def _forget(self, worker: _Worker) -> None:
         self._workers.remove(worker)
-        if worker.process in self.processes:
-            self.processes.remove(worker.process)
         try:
             worker.conn.close()
         except OSError:

@@ -17,10 +17,9 @@ import mmap
 import os
 import secrets
 import struct
-import threading
 
 from procpar_core import _serializer, resource_tracker
-from procpar_core._reduction import _current_table
+from procpar_core._reduction import dumps_bytes
 from procpar_core.reduction import ForkingPickler, loads
 
 TYPE_CHECKING = False
@@ -46,46 +45,19 @@ def _segment_path(name: str) -> str:
     return os.path.join(_SHM_DIR, name.lstrip("/"))
 
 
-class _ThreadPickler:
-    """One thread's reusable protocol-5 pickler (building one per message costs more than small pickles)."""
-
-    def __init__(self) -> None:
-        self.chunks: list[bytes] = []
-        self.write = self.chunks.append
-        self.big: list[Any] = []
-        self.pickler = ForkingPickler(self, 5, buffer_callback=self._aside)
-
-    def _aside(self, buffer: Any) -> bool:
-        if buffer.raw().nbytes >= THRESHOLD:
-            self.big.append(buffer)
-            return False  # out of band
-        return True
-
-    def dump(self, obj: Any) -> tuple[bytes, list[Any]]:
-        table = _current_table()
-        if self.pickler.dispatch_table is not table:
-            self.pickler.dispatch_table = table
-        try:
-            self.pickler.dump(obj)
-            data = self.chunks[0] if len(self.chunks) == 1 else b"".join(self.chunks)
-            return data, self.big
-        finally:
-            self.chunks.clear()
-            self.big = []
-            self.pickler.clear_memo()
-
-
-_local = threading.local()
-
-
 def dumps(obj: Any) -> tuple[bytes, str | None]:
     """``obj`` pickled (protocol 5) with its large buffers in a new segment: (message body, segment name)."""
     if _serializer.get_serializer() != "pickle":
         return PLAIN + bytes(_serializer.serialize(obj)), None
-    pickler = getattr(_local, "pickler", None)
-    if pickler is None:
-        pickler = _local.pickler = _ThreadPickler()
-    data, big = pickler.dump(obj)
+    big: list[Any] = []
+
+    def aside(buffer: Any) -> bool:
+        if buffer.raw().nbytes >= THRESHOLD:
+            big.append(buffer)
+            return False  # out of band
+        return True
+
+    data = dumps_bytes(obj, aside)
     if not big or not os.path.isdir(_SHM_DIR):
         if big:  # no shared memory here: pickle everything in-band
             return PLAIN + bytes(ForkingPickler.dumps(obj)), None

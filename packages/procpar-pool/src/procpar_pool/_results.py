@@ -32,16 +32,15 @@ _ids = itertools.count()
 class Task:
     """One unit of work for one worker."""
 
-    __slots__ = ("data", "func", "id", "index", "job", "kind", "payload", "segment", "size", "time_limit")
+    __slots__ = ("data", "func", "id", "index", "job", "kind", "payload", "segment", "time_limit")
 
-    def __init__(self, job: Job, index: int, kind: int, func: Any, payload: Any, size: int) -> None:
+    def __init__(self, job: Job, index: int, kind: int, func: Any, payload: Any) -> None:
         self.id = next(_ids)
         self.job = job
         self.index = index
         self.kind = kind
         self.func = func
         self.payload = payload
-        self.size = size  # items in the chunk (1 for apply), for progress
         self.time_limit: float | None = job._time_limit
         self.data: bytes | None = None  # the pickled task, once made
         self.segment: str | None = None  # the shared memory holding its large buffers, if any
@@ -105,7 +104,7 @@ class ApplyResult(Job):
                  time_limit: float | None = None) -> None:
         super().__init__(pool, callback, error_callback)
         self._time_limit = time_limit
-        self._task: Task | None = Task(self, 0, APPLY, func, (tuple(args), dict(kwds)), 1)
+        self._task: Task | None = Task(self, 0, APPLY, func, (tuple(args), dict(kwds)))
         self._success = False
         self._value: Any = None
 
@@ -154,7 +153,7 @@ class MapResult(ApplyResult):
         self._success = True
         self._value = None
         self._task = None
-        self._pending = collections.deque(Task(self, i, kind, func, chunk, len(chunk))
+        self._pending = collections.deque(Task(self, i, kind, func, chunk)
                                           for i, chunk in enumerate(chunks))
         self._chunks: list[Any] = [None] * len(chunks)
         self._remaining = len(chunks)
@@ -247,7 +246,7 @@ class IMapIterator(Job):
                 return None
             index = self._taken
             self._taken += 1
-        return Task(self, index, self._kind, self._func, chunk, len(chunk))
+        return Task(self, index, self._kind, self._func, chunk)
 
     def exhausted(self) -> bool:
         return self._source is None
