@@ -28,8 +28,10 @@ PACKAGES: dict[str, tuple[str, str, list[str]]] = {
     "core": ("procpar-core", "procpar_core", []),
     "sync": ("procpar-sync", "procpar_sync", ["procpar-core"]),
     "shm": ("procpar-shm", "procpar_shm", ["procpar-core", "procpar-sync"]),
+    "managers": ("procpar-managers", "procpar_managers", ["procpar-core", "procpar-shm"]),
     "pool": ("procpar-pool", "procpar_pool", ["procpar-core", "procpar-sync"]),
-    "meta": ("procpar", "procpar", ["procpar-core", "procpar-sync", "procpar-shm", "procpar-pool"]),
+    "meta": ("procpar", "procpar", ["procpar-core", "procpar-sync", "procpar-shm", "procpar-managers",
+                                    "procpar-pool"]),
 }
 ALL_IMPORT_NAMES = ["procpar_core", "procpar_sync", "procpar_shm", "procpar_managers", "procpar_pool", "procpar"]
 TEST_DEPS = ["pytest>=7", "pytest-timeout>=2.1", "hypothesis>=6", "cloudpickle>=2.0"]

@@ -336,6 +336,39 @@ def bench_pool_first_result(repeats: int) -> dict[str, float]:
     return {name: _median(v) for name, v in results.items()}
 
 
+def bench_manager_calls(rounds: int) -> dict[str, float]:
+    """Median round trip of a proxy method call (``d[k] = v`` then ``d[k]``) to a started SyncManager."""
+    results: dict[str, float] = {}
+    for name, impl in _impls().items():
+        with impl.Manager() as manager:
+            d = manager.dict()
+            samples = []
+            for i in range(rounds):
+                t0 = time.perf_counter()
+                d["k"] = i
+                d["k"]
+                samples.append((time.perf_counter() - t0) * 1e6 / 2)
+            results[name] = _median(samples)
+    return results
+
+
+def bench_manager_objects(count: int) -> dict[str, float]:
+    """Shared objects created and released per second (``manager.list()`` then dropping the proxy)."""
+    import gc
+
+    results: dict[str, float] = {}
+    for name, impl in _impls().items():
+        with impl.Manager() as manager:
+            manager.list()
+            t0 = time.perf_counter()
+            for _ in range(count):
+                lst = manager.list()
+                del lst
+            gc.collect()
+            results[name] = count / (time.perf_counter() - t0)
+    return results
+
+
 WORKLOADS: dict[str, tuple[str, str, float, Callable[[bool], dict[str, float]]]] = {
     # name: (unit, direction, target ratio, runner)
     "start-fork": ("ms", "lower", 0.8, lambda q: bench_start("fork", 60 if q else 300)),
@@ -354,6 +387,8 @@ WORKLOADS: dict[str, tuple[str, str, float, Callable[[bool], dict[str, float]]]]
     "pool-apply-latency": ("us", "lower", 0.3, lambda q: bench_pool_apply(300 if q else 2000)),
     "pool-arrays": ("MB/s", "higher", 5.0, lambda q: bench_pool_arrays(4 if q else 16)),
     "pool-first-result": ("ms", "lower", 0.5, lambda q: bench_pool_first_result(5 if q else 20)),
+    "manager-call-latency": ("us", "lower", 0.0, lambda q: bench_manager_calls(1000 if q else 5000)),
+    "manager-objects": ("op/s", "higher", 0.0, lambda q: bench_manager_objects(300 if q else 2000)),
 }
 
 

@@ -39,7 +39,7 @@ def test_core_names_are_the_core_objects() -> None:
 
 
 @pytest.mark.parametrize("submodule", ["connection", "context", "process", "reduction", "util", "synchronize",
-                                       "queues", "sharedctypes", "shared_memory", "heap"])
+                                       "queues", "sharedctypes", "shared_memory", "heap", "pool", "managers"])
 def test_documented_submodules(submodule: str) -> None:
     mod = importlib.import_module(f"procpar.{submodule}")
     std = importlib.import_module(f"multiprocessing.{submodule}")
@@ -163,3 +163,16 @@ def test_spec_shared_memory_example_through_the_meta_package(tmp_path: Any, meth
                          cwd=str(tmp_path))
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines() == ["3.1415927", "[0, -1, -2, -3, -4, -5, -6, -7, -8, -9]"]
+
+
+@pytest.mark.parametrize("method", procpar.get_all_start_methods())
+def test_context_manager_runs_its_server_with_that_context(method: str) -> None:
+    ctx: Any = procpar.get_context(method)
+    with ctx.Manager() as manager:
+        assert manager._ctx is ctx
+        shared = manager.dict(a=1)
+        p = ctx.Process(target=shared.__setitem__, args=("b", 2))
+        p.start()
+        p.join(30)
+        assert shared.copy() == {"a": 1, "b": 2}
+    assert procpar.managers.SyncManager is importlib.import_module("procpar_managers").SyncManager

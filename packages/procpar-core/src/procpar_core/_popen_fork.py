@@ -35,6 +35,8 @@ class PopenFork(ChildPopen):
             parent_r, child_w = os.pipe()
         owned = [parent_w]
         self.finalizer = _util.Finalize(self, _close_owned, (owned,))
+        if _util._beforefork_registry:
+            _util._run_before_forkers()
         pid = os.fork()
         if pid == 0:
             code = 1

@@ -155,6 +155,28 @@ def _run_after_forkers() -> None:
             info("after forker raised exception %s", exc)
 
 
+_beforefork_registry: "weakref.WeakValueDictionary[tuple[int, int, Callable[[Any], Any]], Any]" = (
+    weakref.WeakValueDictionary()
+)
+
+
+def register_before_fork(obj: Any, func: Callable[[Any], Any]) -> None:
+    """Call ``func(obj)`` in this process just before it forks a procpar child (while ``obj`` is alive).
+
+    What it prepares is what the child finds at its birth: a library hands a reference to the child here
+    instead of taking one in the child, after the parent may already have let go of its own.
+    """
+    _beforefork_registry[(next(_afterfork_counter), id(obj), func)] = obj
+
+
+def _run_before_forkers() -> None:
+    for (_, _, func), obj in sorted(_beforefork_registry.items(), key=lambda item: item[0][0]):
+        try:
+            func(obj)
+        except Exception as exc:
+            info("before forker raised exception %s", exc)
+
+
 def _after_fork_in_child() -> None:
     """Forget the parent's finalizers, then run the after-fork hooks."""
     _finalizer_registry.clear()

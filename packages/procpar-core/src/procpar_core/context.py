@@ -14,6 +14,7 @@ from ._context import (
     make_family,
 )
 from ._errors import AuthenticationError, BufferTooShort, ProcessError, TimeoutError
+from ._reduction import get_spawning_popen, set_spawning_popen
 
 __all__ = [
     "BaseContext",
@@ -31,4 +32,6 @@ __all__ = [
     "BufferTooShort",
     "TimeoutError",
     "AuthenticationError",
+    "get_spawning_popen",
+    "set_spawning_popen",
 ]

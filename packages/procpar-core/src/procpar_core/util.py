@@ -28,6 +28,7 @@ from ._util import (
     get_temp_dir,
     is_exiting,
     register_after_fork,
+    register_before_fork,
 )
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs a spawn child ~10 ms
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Finalize",
     "register_after_fork",
+    "register_before_fork",
     "get_temp_dir",
     "is_exiting",
     "get_logger",

@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from procpar_core import Pipe as Pipe
+    from procpar_managers import Manager as Manager
     from procpar_pool import Pool as Pool
     from procpar_shm import Array as Array
     from procpar_shm import RawArray as RawArray
@@ -63,6 +64,7 @@ if TYPE_CHECKING:
     from . import connection as connection
     from . import context as context
     from . import heap as heap
+    from . import managers as managers
     from . import pool as pool
     from . import process as process
     from . import queues as queues
@@ -96,7 +98,7 @@ set_serializer = _default_context.set_serializer
 get_serializer = _default_context.get_serializer
 
 _SUBMODULES = frozenset({"connection", "context", "process", "reduction", "util", "synchronize", "queues",
-                         "resource_tracker", "sharedctypes", "shared_memory", "heap", "pool"})
+                         "resource_tracker", "sharedctypes", "shared_memory", "heap", "pool", "managers"})
 
 
 def __getattr__(name: str) -> Any:

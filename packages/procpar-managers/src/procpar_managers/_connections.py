@@ -1,0 +1,151 @@
+"""The client side's connections to managers: one per thread and server, plus one for decrefs.
+
+A GC callback (a proxy being collected) can fire in the middle of a call on the current thread's connection,
+so decrefs never use it: they queue up and go out on a connection of their own, guarded by a lock that a
+callback only ever *tries* to take; whoever holds it sends what queued up meanwhile.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import defaultdict
+from typing import Any
+
+from procpar_core import util
+
+from ._protocol import connect, dispatch, normalize_address
+
+__all__ = ["thread_connection", "control_call", "drop_thread_connection", "forget_address", "queue_decref",
+           "flush_decrefs", "known_authkey", "remember_authkey"]
+
+# (address, serializer) -> connection, per thread
+_local = threading.local()
+# address -> authkey of a manager this process started or connected to
+_authkeys: dict[Any, bytes] = {}
+# (address, serializer, authkey) -> idents to decref
+_pending: defaultdict[tuple[Any, str, bytes | None], list[str]] = defaultdict(list)
+_decref_lock = threading.Lock()
+_decref_conns: dict[tuple[Any, str, bytes | None], Any] = {}
+
+
+def remember_authkey(address: Any, authkey: bytes) -> None:
+    _authkeys[normalize_address(address)] = authkey
+
+
+def known_authkey(address: Any) -> bytes | None:
+    return _authkeys.get(normalize_address(address))
+
+
+def _connections() -> dict[tuple[Any, str], Any]:
+    conns: dict[tuple[Any, str], Any] | None = getattr(_local, "conns", None)
+    if conns is None:
+        conns = _local.conns = {}
+    return conns
+
+
+def thread_connection(address: Any, serializer: str, authkey: bytes | None) -> Any:
+    """This thread's connection to the server at ``address`` (made on first use)."""
+    key = (normalize_address(address), serializer)
+    conns = _connections()
+    conn = conns.get(key)
+    if conn is None:
+        conn = conns[key] = connect(key[0], authkey, serializer)
+    return conn
+
+
+def control_call(address: Any, serializer: str, authkey: bytes | None, name: str,
+                 args: tuple[Any, ...] = (), kwds: dict[str, Any] | None = None) -> Any:
+    """A control request to the server at ``address`` on this thread's connection."""
+    conn = thread_connection(address, serializer, authkey)
+    try:
+        return dispatch(conn, None, name, args, kwds)
+    except (OSError, EOFError, KeyboardInterrupt):
+        drop_thread_connection(address, serializer)
+        raise
+
+
+def drop_thread_connection(address: Any, serializer: str) -> None:
+    """Close this thread's connection to ``address``: after an interrupted call it may hold a stray reply."""
+    conn = _connections().pop((normalize_address(address), serializer), None)
+    if conn is not None:
+        try:
+            conn.close()
+        except OSError:
+            pass
+
+
+def forget_address(address: Any) -> None:
+    """The manager at ``address`` is gone: drop what this thread and the decref path keep for it."""
+    address = normalize_address(address)
+    for thread_key in [k for k in _connections() if k[0] == address]:
+        drop_thread_connection(*thread_key)
+    _authkeys.pop(address, None)
+    with _decref_lock:
+        for key in [k for k in _decref_conns if k[0] == address]:
+            _close_quietly(_decref_conns.pop(key))
+        for key in [k for k in _pending if k[0] == address]:
+            _pending.pop(key, None)
+
+
+def queue_decref(address: Any, serializer: str, authkey: bytes | None, ident: str) -> None:
+    """Release one reference to ``ident``; safe from a GC callback on any thread."""
+    _pending[(normalize_address(address), serializer, authkey)].append(ident)
+    flush_decrefs()
+
+
+def flush_decrefs() -> None:
+    """Send the queued decrefs, unless another frame of this or another thread is already at it."""
+    while any(_pending.values()):
+        if not _decref_lock.acquire(blocking=False):
+            return
+        try:
+            for key in list(_pending):
+                idents = _pending.get(key)
+                if not idents:
+                    continue
+                batch = idents[:]
+                del idents[:len(batch)]
+                _send_decrefs(key, batch)
+        finally:
+            _decref_lock.release()
+
+
+def _send_decrefs(key: tuple[Any, str, bytes | None], idents: list[str]) -> None:
+    address, serializer, authkey = key
+    for attempt in range(2):
+        conn = _decref_conns.get(key)
+        try:
+            if conn is None:
+                conn = _decref_conns[key] = connect(address, authkey, serializer)
+            dispatch(conn, None, "decref_many", (idents,))
+            return
+        except (OSError, EOFError) as exc:
+            _close_quietly(_decref_conns.pop(key, None))
+            if attempt or isinstance(exc, (ConnectionRefusedError, FileNotFoundError)):
+                # The manager is gone, and with it every object these references kept alive.
+                util.debug("decref of %s at %r dropped: %s", idents, address, exc)
+                return
+        except Exception as exc:
+            util.debug("decref of %s at %r failed: %s", idents, address, exc)
+            return
+
+
+def _close_quietly(conn: Any) -> None:
+    if conn is not None:
+        try:
+            conn.close()
+        except OSError:
+            pass
+
+
+def _after_fork_in_child() -> None:
+    # Sockets inherited from the parent belong to the parent's conversations with the servers.
+    global _local, _decref_lock
+    _local = threading.local()
+    _decref_lock = threading.Lock()
+    _decref_conns.clear()
+    _pending.clear()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

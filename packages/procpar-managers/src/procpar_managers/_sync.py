@@ -1,0 +1,101 @@
+"""``SyncManager``: the manager ``Manager()`` returns, serving the common shared types."""
+
+from __future__ import annotations
+
+import array
+import queue
+import threading
+from typing import Any
+
+from ._manager import BaseManager
+from ._proxy import (
+    AcquirerProxy,
+    ArrayProxy,
+    BarrierProxy,
+    ConditionProxy,
+    DictProxy,
+    EventProxy,
+    IteratorProxy,
+    ListProxy,
+    NamespaceProxy,
+    PoolProxy,
+    ValueProxy,
+)
+
+__all__ = ["SyncManager", "Namespace", "Value", "Array", "Manager"]
+
+
+class Namespace:
+    """An object whose attributes are its state; its repr lists the public ones."""
+
+    def __init__(self, /, **kwds: Any) -> None:
+        self.__dict__.update(kwds)
+
+    def __repr__(self) -> str:
+        items = sorted((name, value) for name, value in self.__dict__.items() if not name.startswith("_"))
+        return f"{type(self).__name__}({', '.join(f'{name}={value!r}' for name, value in items)})"
+
+
+class Value:
+    """A value with ``get``/``set`` and a ``value`` property, served by a ``SyncManager``."""
+
+    def __init__(self, typecode: Any, value: Any, lock: Any = True) -> None:
+        self._typecode = typecode
+        self._value = value
+
+    def get(self) -> Any:
+        return self._value
+
+    def set(self, value: Any) -> None:
+        self._value = value
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._typecode!r}, {self._value!r})"
+
+    value = property(get, set)
+
+
+def Array(typecode: str, sequence: Any, lock: Any = True) -> array.array[Any]:
+    """An ``array.array`` served by a ``SyncManager``."""
+    return array.array(typecode, sequence)
+
+
+def _pool(*args: Any, **kwds: Any) -> Any:
+    try:
+        from procpar_pool import Pool
+    except ImportError:
+        raise ImportError("SyncManager.Pool needs the procpar-pool package in the manager's environment: "
+                          "pip install 'procpar-managers[pool]'") from None
+    return Pool(*args, **kwds)
+
+
+class SyncManager(BaseManager):
+    """A manager serving ``list``, ``dict``, ``Namespace``, locks, ``Condition``, ``Event``, ``Barrier``,
+    ``Queue``, ``Value``, ``Array`` and ``Pool`` objects."""
+
+
+SyncManager.register("Queue", queue.Queue)
+SyncManager.register("JoinableQueue", queue.Queue)
+SyncManager.register("Event", threading.Event, EventProxy)
+SyncManager.register("Lock", threading.Lock, AcquirerProxy)
+SyncManager.register("RLock", threading.RLock, AcquirerProxy)
+SyncManager.register("Semaphore", threading.Semaphore, AcquirerProxy)
+SyncManager.register("BoundedSemaphore", threading.BoundedSemaphore, AcquirerProxy)
+SyncManager.register("Condition", threading.Condition, ConditionProxy)
+SyncManager.register("Barrier", threading.Barrier, BarrierProxy)
+SyncManager.register("Pool", _pool, PoolProxy)
+SyncManager.register("list", list, ListProxy)
+SyncManager.register("dict", dict, DictProxy)
+SyncManager.register("Value", Value, ValueProxy)
+SyncManager.register("Array", Array, ArrayProxy)
+SyncManager.register("Namespace", Namespace, NamespaceProxy)
+# Types of method results only (dict iteration, the pool's asynchronous results).
+SyncManager.register("Iterator", proxytype=IteratorProxy, create_method=False)
+SyncManager.register("AsyncResult", create_method=False)
+
+
+def Manager(*, ctx: Any = None) -> SyncManager:
+    """A started ``SyncManager`` (shut it down, or use it in a ``with`` block)."""
+    manager = SyncManager(ctx=ctx)
+    manager.start()
+    return manager

@@ -1,0 +1,123 @@
+"""Functions and types the manager tests run in other processes (importable under spawn and forkserver)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from typing import Any
+
+from procpar_managers.managers import BaseManager, BaseProxy
+
+
+def fill(d: Any, lst: Any, ns: Any) -> None:
+    d["child"] = os.getpid()
+    lst.append("from child")
+    ns.seen = True
+
+
+def lock_and_exit(lock: Any) -> None:
+    lock.acquire()
+
+
+def barrier_party(barrier: Any, results: Any) -> None:
+    results.append(barrier.wait(30))
+
+
+def condition_notify(cond: Any, flag: Any) -> None:
+    with cond:
+        flag.value = 1
+        cond.notify_all()
+
+
+def queue_round_trip(inbox: Any, outbox: Any) -> None:
+    outbox.put(inbox.get(timeout=30) * 2)
+
+
+def use_inherited(lst: Any, go: Any, done: Any) -> None:
+    go.wait(30)
+    done.put(list(lst))
+
+
+def serve_remote(address: Any, authkey: bytes, serializer: str, ready: Any) -> None:
+    manager = RemoteQueueManager(address=address, authkey=authkey, serializer=serializer)
+    server = manager.get_server()
+    ready.send(server.address)
+    server.serve_forever()
+
+
+class Counter:
+    def __init__(self, start: int = 0) -> None:
+        self.n = start
+
+    def bump(self, by: int = 1) -> int:
+        self.n += by
+        return self.n
+
+    def unpicklable(self) -> Any:
+        return lambda: None
+
+    def raise_unpicklable(self) -> None:
+        class Local(Exception):
+            pass
+
+        raise Local("cannot travel")
+
+    def fail(self) -> None:
+        raise KeyError("missing")
+
+    def _private(self) -> str:
+        return "private"
+
+    def sleep(self, seconds: float) -> str:
+        time.sleep(seconds)
+        return "slept"
+
+
+_queue: list[Any] = []
+
+
+def get_store() -> list[Any]:
+    return _queue
+
+
+class RemoteQueueManager(BaseManager):
+    pass
+
+
+RemoteQueueManager.register("get_store", callable=get_store)
+RemoteQueueManager.register("Counter", Counter)
+
+
+class CounterManager(BaseManager):
+    pass
+
+
+CounterManager.register("Counter", Counter)
+
+
+class NumberIterator(BaseProxy):
+    _exposed_ = ("__next__",)
+
+    def __iter__(self) -> NumberIterator:
+        return self
+
+    def __next__(self) -> Any:
+        return self._callmethod("__next__")
+
+
+def numbers(n: int) -> Any:
+    yield from range(n)
+
+
+CounterManager.register("numbers", numbers, proxytype=NumberIterator)
+
+
+def kill_self_with_sigint() -> None:
+    os.kill(os.getpid(), signal.SIGINT)
+
+
+def bump_in_child(counter: Any) -> None:
+    counter.bump(10)
+    sys.exit(0)
