@@ -113,3 +113,7 @@ def is_shared(a: Any) -> bool:
 
 def die_holding(a: Any) -> None:
     os.kill(os.getpid(), signal.SIGKILL)
+
+
+def identity(x: Any) -> Any:
+    return x

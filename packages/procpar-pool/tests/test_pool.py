@@ -355,6 +355,26 @@ def test_thread_pool() -> None:
     tp.join()
 
 
+def test_thread_pool_releases_tasks_and_warns_when_left_running() -> None:
+    import gc
+    import weakref
+
+    class Counted:
+        pass
+
+    objs = [Counted() for _ in range(10)]
+    refs = [weakref.ref(o) for o in objs]
+    with ThreadPool(2) as tp:
+        assert tp.map(t.identity, objs) == objs
+        del objs
+        gc.collect()
+        assert {r() for r in refs} == {None}  # no worker thread keeps the last task's arguments alive
+    tp = ThreadPool(1)
+    with pytest.warns(ResourceWarning, match="unclosed running multiprocessing pool"):
+        del tp
+        gc.collect()
+
+
 SHIM = """
 import sys, procpar_core, procpar_pool
 procpar_core.Pool = procpar_pool.Pool

@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import itertools
 import threading
+import warnings
 
 from ._errors import PoolClosedError
 from ._results import APPLY, MAP, Job, Task
@@ -86,23 +87,31 @@ class ThreadDispatcher:
             self._cond.notify_all()
 
     def warn_unclosed(self) -> None:
-        pass
+        if self._state == RUN:
+            warnings.warn(f"unclosed running multiprocessing pool {self!r}", ResourceWarning, stacklevel=3)
 
     def _take(self) -> Task | None:
         with self._cond:
             while True:
                 if self._state == TERMINATE:
                     return None
-                for job in list(self._sources):
-                    task = job.next_task()
-                    if task is not None:
-                        return task
-                    if job.exhausted():
-                        self._sources.remove(job)
+                task = self._next_task()
+                if task is not None:
+                    return task
                 if self._state == CLOSE and not self._sources:
                     self._cond.notify_all()
                     return None
                 self._cond.wait()
+
+    def _next_task(self) -> Task | None:
+        # A function of its own so that no local keeps the last job alive while the thread waits.
+        for job in list(self._sources):
+            task = job.next_task()
+            if task is not None:
+                return task
+            if job.exhausted():
+                self._sources.remove(job)
+        return None
 
     def _work(self) -> None:
         if self._initializer is not None:
@@ -117,3 +126,6 @@ class ThreadDispatcher:
                 task.job._set(task.index, False, exc)  # raised with its own traceback: same process
             else:
                 task.job._set(task.index, True, result)
+                del result
+            # Not kept alive while this thread waits for its next task (arguments and results are the caller's).
+            del task

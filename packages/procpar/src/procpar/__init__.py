@@ -63,6 +63,7 @@ if TYPE_CHECKING:
 
     from . import connection as connection
     from . import context as context
+    from . import dummy as dummy
     from . import heap as heap
     from . import managers as managers
     from . import pool as pool
@@ -98,7 +99,7 @@ set_serializer = _default_context.set_serializer
 get_serializer = _default_context.get_serializer
 
 _SUBMODULES = frozenset({"connection", "context", "process", "reduction", "util", "synchronize", "queues",
-                         "resource_tracker", "sharedctypes", "shared_memory", "heap", "pool", "managers"})
+                         "resource_tracker", "sharedctypes", "shared_memory", "heap", "pool", "managers", "dummy"})
 
 
 def __getattr__(name: str) -> Any:
