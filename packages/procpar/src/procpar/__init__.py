@@ -74,6 +74,7 @@ if TYPE_CHECKING:
     from . import sharedctypes as sharedctypes
     from . import synchronize as synchronize
     from . import util as util
+del TYPE_CHECKING  # not part of the API: check__all__-style tools would count it as a public name
 
 __all__ = [
     "Array", "AuthenticationError", "Barrier", "BoundedSemaphore", "BufferTooShort", "Condition", "Event",
