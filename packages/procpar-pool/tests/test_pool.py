@@ -248,6 +248,24 @@ def test_close_join_terminate(ctx: Any) -> None:
     assert "state=TERMINATE" in repr(p)
 
 
+def test_apply_from_many_threads_while_a_map_runs(pool: Any) -> None:
+    # Synchronous applies take an idle worker directly when they find one, and queue otherwise.
+    results: dict[int, Any] = {}
+
+    def caller(i: int) -> None:
+        results[i] = [pool.apply(t.add, (i, j)) for j in range(20)]
+
+    threads = [threading.Thread(target=caller, args=(i,)) for i in range(4)]
+    for th in threads:
+        th.start()
+    squares = pool.map(t.square, range(2000), chunksize=7)
+    for th in threads:
+        th.join(60)
+    assert squares == [x * x for x in range(2000)]
+    assert results == {i: [i + j for j in range(20)] for i in range(4)}
+    assert pool.apply_async(t.square, (3,)).get(30) == 9 and pool.apply(t.square, (4,)) == 16
+
+
 def test_maxtasksperchild_replaces_workers(ctx: Any) -> None:
     with Pool(1, maxtasksperchild=2, context=ctx) as p:
         pids = {p.apply(t.pid) for _ in range(6)}
@@ -335,8 +353,10 @@ def test_workers_exit_when_the_parent_is_killed(ctx: Any, run_script: Any) -> No
     assert len(pids) == 2 and _gone(pids, time.monotonic() + 30)
 
 
-def test_ctrl_c_stops_the_work_and_the_workers(ctx: Any, run_script: Any) -> None:
-    out = run_script(CTRL_C, ctx.get_start_method())
+@pytest.mark.parametrize("call", ["p.map(time.sleep, [60] * 4, chunksize=1)", "p.apply(time.sleep, (60,))"])
+def test_ctrl_c_stops_the_work_and_the_workers(ctx: Any, run_script: Any, call: str) -> None:
+    # apply() on an idle pool waits on its worker's socket itself: Ctrl-C there must stop the pool too.
+    out = run_script(CTRL_C.replace("p.map(time.sleep, [60] * 4, chunksize=1)", call), ctx.get_start_method())
     assert out.returncode == 0, out.stderr
     pids = [int(x) for x in out.stdout.split()]
     assert len(pids) == 2 and _gone(pids, time.monotonic() + 30)

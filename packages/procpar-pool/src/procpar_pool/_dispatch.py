@@ -56,7 +56,8 @@ _POLLIN = select.POLLIN | select.POLLHUP | select.POLLERR
 
 
 class _Worker:
-    __slots__ = ("conn", "deadline", "doomed", "eof", "fd", "inflight", "process", "quota", "sentinel", "stash")
+    __slots__ = ("claimed", "conn", "deadline", "doomed", "eof", "fd", "inflight", "process", "quota", "sentinel",
+                 "stash")
 
     def __init__(self, process: Any, conn: Any, quota: int | None) -> None:
         self.process = process
@@ -68,7 +69,8 @@ class _Worker:
         self.deadline: float | None = None  # when its (single, timed) task must be done
         self.eof = False
         self.doomed = False  # killed for running past a time limit; its replacement comes with its sentinel
-        # Replies read ahead from this worker's socket (only the dispatcher reads it).
+        self.claimed = False  # a caller of apply() waits on this worker's socket itself (see call_direct)
+        # Replies read ahead from this worker's socket (read by whoever holds the dispatcher's mutex).
         self.stash = bytearray(8 + (1 << 16))
 
 
@@ -141,6 +143,7 @@ class Dispatcher:
         os.set_blocking(self._wake_w, False)
         self._wake_pending = False
         self._poll_dirty = True
+        self._watched: set[int] = set()  # worker sockets in the dispatcher's poll set
         self._starting: Any = None
         # A child forked from here (a worker, or any other process) must not hold the pool's fds: a worker
         # holding its siblings' sockets would never see end-of-file when the pool's process dies.
@@ -185,12 +188,78 @@ class Dispatcher:
         if self._mutex.acquire(False):
             try:
                 self._fill()
-                timed = any(w.deadline is not None for w in self._workers)
+                # The dispatcher must start watching a worker that was idle, and know of a new deadline.
+                needed = any(w.deadline is not None or (w.inflight and w.fd not in self._watched)
+                             for w in self._workers if not w.claimed)
             finally:
                 self._mutex.release()
-            if not timed:
-                return  # the dispatcher sees the replies; it needs waking only for a new deadline
+            if not needed:
+                return
         self._wake()
+
+    def call_direct(self, job: Job) -> bool:
+        """Run ``job`` (one task, no time limit) on an idle worker and wait for the reply in this thread.
+
+        The dispatcher only watches the sockets of workers that hold its tasks, so the reply wakes this
+        thread alone: no hand-off through the dispatcher thread. False when the pool is busy or no worker
+        is idle; the caller then submits the job as usual.
+        """
+        if self._state != RUN or self._broken is not None or self._sources or self._ready:
+            return False
+        if not self._mutex.acquire(False):
+            return False
+        try:
+            idle = [w for w in self._workers if not w.eof and not w.doomed and not w.claimed and not w.inflight
+                    and w.deadline is None and (w.quota is None or w.quota > 0)]
+            if not idle or self._state != RUN:
+                return False
+            task = job.next_task()
+            if task is None:
+                return True
+            data = self._encode(task)
+            if data is None:
+                return True  # it could not be pickled: the job holds that error already
+            worker = idle[0]
+            worker.claimed = True
+            worker.inflight[task.id] = task
+            if worker.quota is not None:
+                worker.quota -= 1
+            try:
+                write_messages(worker.fd, [data])
+            except OSError:
+                pass  # it died: its sentinel fails the task
+        finally:
+            self._mutex.release()
+        try:
+            self._await_direct(worker, task)
+        except KeyboardInterrupt:
+            self._interrupted()
+            raise
+        finally:
+            with self._mutex:
+                worker.claimed = False
+                orphaned = bool(worker.inflight) and not worker.eof
+            if orphaned:
+                self._wake()  # it still holds a task (this call was interrupted): the dispatcher takes over
+        return True
+
+    def _await_direct(self, worker: _Worker, task: Task) -> None:
+        poller = select.poll()
+        poller.register(worker.fd, _POLLIN)
+        poller.register(worker.sentinel, select.POLLIN)
+        readable = False
+        while True:
+            with self._mutex:
+                if task.id not in worker.inflight or worker.eof or worker not in self._workers:
+                    return
+                if readable or has_message(worker.stash):
+                    self._read_one(worker)
+                    readable = False
+                    continue
+            events = poller.poll()
+            readable = any(fd == worker.fd for fd, _ in events)
+            if not readable:
+                return  # only its sentinel: it died, and the dispatcher (which watches sentinels) fails the task
 
     def close(self) -> None:
         with self._lock:
@@ -268,16 +337,18 @@ class Dispatcher:
     # -- the loop --------------------------------------------------------------------------------------------
 
     def _loop(self) -> None:
-        poller = select.poll()
-        by_fd: dict[int, tuple[str, _Worker | None]] = {}
         try:
+            with self._mutex:
+                poller, by_fd = self._new_poller()
+                self._watch(poller)
             while True:
-                if self._poll_dirty:
-                    poller, by_fd = self._new_poller()
                 events = poller.poll(self._poll_timeout_ms())
                 with self._mutex:
                     if self._handle(events, by_fd):
                         return
+                    if self._poll_dirty:
+                        poller, by_fd = self._new_poller()
+                    self._watch(poller)
         except BaseException as exc:  # a bug here must not leave callers waiting forever
             import traceback
 
@@ -303,6 +374,8 @@ class Dispatcher:
             elif worker is None or worker not in self._workers:
                 continue
             elif kind == "conn":
+                if worker.claimed:
+                    continue
                 self._read_one(worker)
                 while not worker.eof and has_message(worker.stash):
                     self._read_one(worker)
@@ -324,13 +397,24 @@ class Dispatcher:
         by_fd: dict[int, tuple[str, _Worker | None]] = {self._wake_r: ("wake", None)}
         poller.register(self._wake_r, select.POLLIN)
         for worker in self._workers:
-            if not worker.eof:
-                poller.register(worker.fd, _POLLIN)
-                by_fd[worker.fd] = ("conn", worker)
+            by_fd[worker.fd] = ("conn", worker)
             poller.register(worker.sentinel, select.POLLIN)
             by_fd[worker.sentinel] = ("sentinel", worker)
+        self._watched = set()
         self._poll_dirty = False
         return poller, by_fd
+
+    def _watch(self, poller: Any) -> None:
+        """Poll the sockets of the workers holding the dispatcher's tasks, and only those: an idle worker's
+        death shows on its sentinel, and a claimed worker's reply is for the thread waiting on it."""
+        for worker in self._workers:
+            wanted = bool(worker.inflight) and not worker.eof and not worker.claimed
+            if wanted and worker.fd not in self._watched:
+                poller.register(worker.fd, _POLLIN)
+                self._watched.add(worker.fd)
+            elif not wanted and worker.fd in self._watched:
+                poller.unregister(worker.fd)
+                self._watched.discard(worker.fd)
 
     def _poll_timeout_ms(self) -> int | None:
         deadlines = [w.deadline for w in self._workers if w.deadline is not None]
@@ -373,8 +457,9 @@ class Dispatcher:
         task.job._set(task.index, ok, value)
 
     def _worker_exited(self, worker: _Worker) -> None:
-        # Collect what it managed to send before it went.
-        while not worker.eof and worker.inflight:
+        # Collect what it managed to send before it went (results, or an initializer's failure, which an idle
+        # worker sends while nobody watches its socket).
+        while not worker.eof:
             if not has_message(worker.stash) and not select.select([worker.fd], [], [], 0)[0]:
                 break
             self._read_one(worker)
@@ -482,8 +567,9 @@ class Dispatcher:
             return
         batches: dict[_Worker, list[bytes]] = {}
         while True:
-            candidates = [w for w in self._workers if not w.eof and not w.doomed and w.deadline is None
-                          and len(w.inflight) < self._prefetch and (w.quota is None or w.quota > 0)]
+            candidates = [w for w in self._workers if not w.eof and not w.doomed and not w.claimed
+                          and w.deadline is None and len(w.inflight) < self._prefetch
+                          and (w.quota is None or w.quota > 0)]
             if not candidates:
                 break
             worker = min(candidates, key=lambda w: len(w.inflight))

@@ -99,6 +99,15 @@ class Pool:
     def apply(self, func: Callable[..., Any], args: Iterable[Any] = (), kwds: dict[str, Any] | None = None, *,
               task_timeout: float | None = None) -> Any:
         """Call ``func(*args, **kwds)`` in a worker and return its result."""
+        limit = self._time_limit(task_timeout)
+        call_direct = getattr(self._dispatcher, "call_direct", None)
+        if limit is None and call_direct is not None:
+            self._check_running()
+            result = ApplyResult(self._dispatcher, func, args, kwds or {})
+            if call_direct(result):
+                return result.get()
+            self._dispatcher.submit(result)
+            return result.get()
         return self.apply_async(func, args, kwds, task_timeout=task_timeout).get()
 
     def apply_async(self, func: Callable[..., Any], args: Iterable[Any] = (), kwds: dict[str, Any] | None = None,
