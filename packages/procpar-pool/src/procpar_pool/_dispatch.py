@@ -188,9 +188,11 @@ class Dispatcher:
         if self._mutex.acquire(False):
             try:
                 self._fill()
-                # The dispatcher must start watching a worker that was idle, and know of a new deadline.
+                # The dispatcher must start watching a worker that was idle, know of a new deadline, and hand
+                # out what is left when no reply of a worker it watches is coming to wake it.
                 needed = any(w.deadline is not None or (w.inflight and w.fd not in self._watched)
                              for w in self._workers if not w.claimed)
+                needed = needed or (not self._watched and self._pending_work())
             finally:
                 self._mutex.release()
             if not needed:
@@ -238,10 +240,15 @@ class Dispatcher:
         finally:
             with self._mutex:
                 worker.claimed = False
-                orphaned = bool(worker.inflight) and not worker.eof
-            if orphaned:
-                self._wake()  # it still holds a task (this call was interrupted): the dispatcher takes over
+                # It still holds a task (this call was interrupted), or work queued up meanwhile for lack of
+                # an unclaimed worker: the dispatcher takes over.
+                wake = (bool(worker.inflight) and not worker.eof) or self._pending_work()
+            if wake:
+                self._wake()
         return True
+
+    def _pending_work(self) -> bool:
+        return bool(self._ready) or any(not job.exhausted() for job in list(self._sources))
 
     def _await_direct(self, worker: _Worker, task: Task) -> None:
         poller = select.poll()
