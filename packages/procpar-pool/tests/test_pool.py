@@ -224,6 +224,33 @@ def test_imap_reads_ahead_only_so_far(pool: Any) -> None:
     assert len([next(unordered) for _ in range(6)]) == 6
 
 
+def test_default_read_ahead_widens_for_short_tasks_but_stays_bounded(pool: Any) -> None:
+    pulled = []
+
+    def endless() -> Any:
+        n = 0
+        while True:
+            pulled.append(n)
+            yield n
+            n += 1
+
+    it = pool.imap(t.square, endless())
+    assert [next(it) for _ in range(3000)] == [x * x for x in range(3000)]
+    time.sleep(0.2)  # give the dispatcher every chance to read further than allowed
+    # Short tasks deepen each worker's queue (up to 64) and the window with it, never beyond that bound.
+    assert len(pulled) <= 3000 + 16 + 2 * 2 * (64 - 4) + 1
+    depths = [pool._dispatcher._depth(w) for w in pool._dispatcher._workers]
+    assert max(depths) > 4, depths
+
+
+def test_prefetch_is_fixed_when_given(ctx: Any) -> None:
+    with pytest.raises(ValueError, match="prefetch must be a positive int or None"):
+        Pool(1, prefetch=0, context=ctx)
+    with Pool(2, prefetch=1, context=ctx) as p:
+        assert list(p.imap(t.square, range(50))) == [x * x for x in range(50)]
+        assert {p._dispatcher._depth(w) for w in p._dispatcher._workers} == {1}
+
+
 def test_close_join_terminate(ctx: Any) -> None:
     p = Pool(2, context=ctx)
     with pytest.raises(ValueError, match="still running"):

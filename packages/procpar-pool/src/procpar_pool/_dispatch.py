@@ -9,7 +9,9 @@ every worker's socket and process sentinel and a wake-up pipe:
   place and the pool goes on;
 * a task runs past its time limit: its worker is killed and replaced, and that task alone fails;
 * then idle capacity is filled: each worker holds at most ``prefetch`` tasks (a task with a time limit, or a
-  big one, only goes to a worker holding nothing).
+  big one, only goes to a worker holding nothing). By default that depth adapts: 4 tasks, and up to 64 when
+  tasks are short, so that a worker always holds about 2 ms of work (tiny tasks then cost one read and one
+  write per batch instead of a wake-up each, and a slow task never leaves many others stuck behind it).
 
 Tasks are pickled here, one at a time, so an argument that cannot be pickled fails its own task only. Nothing
 waits forever: terminate() fails every unfinished task instead of leaving its result pending.
@@ -53,11 +55,14 @@ RUN, CLOSE, TERMINATE = "RUN", "CLOSE", "TERMINATE"
 # would leave the dispatcher blocked on a full socket.
 _BIG_TASK = 1 << 16
 _POLLIN = select.POLLIN | select.POLLHUP | select.POLLERR
+# Adaptive prefetch: hold about this much work per worker, between these many tasks.
+_QUEUED_SECONDS = 0.002
+_MIN_DEPTH, _MAX_DEPTH = 4, 64
 
 
 class _Worker:
-    __slots__ = ("claimed", "conn", "deadline", "doomed", "eof", "fd", "inflight", "process", "quota", "sentinel",
-                 "stash")
+    __slots__ = ("busy_since", "claimed", "conn", "deadline", "doomed", "eof", "fd", "inflight", "last_reply",
+                 "process", "quota", "sentinel", "service", "stash")
 
     def __init__(self, process: Any, conn: Any, quota: int | None) -> None:
         self.process = process
@@ -70,6 +75,9 @@ class _Worker:
         self.eof = False
         self.doomed = False  # killed for running past a time limit; its replacement comes with its sentinel
         self.claimed = False  # a caller of apply() waits on this worker's socket itself (see call_direct)
+        self.busy_since = 0.0  # when it last went from holding nothing to holding a task
+        self.last_reply = 0.0
+        self.service: float | None = None  # moving average of the seconds it takes per task
         # Replies read ahead from this worker's socket (read by whoever holds the dispatcher's mutex).
         self.stash = bytearray(8 + (1 << 16))
 
@@ -122,7 +130,7 @@ class Dispatcher:
     """Owns a pool's worker processes and its dispatching thread (see the module docstring)."""
 
     def __init__(self, ctx: Any, processes: int, initializer: Any, initargs: tuple[Any, ...],
-                 maxtasksperchild: int | None, prefetch: int) -> None:
+                 maxtasksperchild: int | None, prefetch: int | None) -> None:
         self._ctx = ctx
         self._start_method = ctx.get_start_method()
         self._size = processes
@@ -223,6 +231,7 @@ class Dispatcher:
                 return True  # it could not be pickled: the job holds that error already
             worker = idle[0]
             worker.claimed = True
+            worker.busy_since = time.monotonic()
             worker.inflight[task.id] = task
             if worker.quota is not None:
                 worker.quota -= 1
@@ -246,6 +255,20 @@ class Dispatcher:
             if wake:
                 self._wake()
         return True
+
+    def _depth(self, worker: _Worker) -> int:
+        """How many tasks ``worker`` may hold."""
+        if self._prefetch is not None:
+            return self._prefetch
+        if worker.service is None or worker.service <= 0:
+            return _MIN_DEPTH
+        return max(_MIN_DEPTH, min(_MAX_DEPTH, int(_QUEUED_SECONDS / worker.service)))
+
+    def extra_window(self) -> int:
+        """Chunks an ``imap`` may read ahead beyond its default window, to keep deep worker queues fed."""
+        if self._prefetch is not None:
+            return 0
+        return 2 * sum(max(0, self._depth(w) - _MIN_DEPTH) for w in self._workers)
 
     def _pending_work(self) -> bool:
         return bool(self._ready) or any(not job.exhausted() for job in list(self._sources))
@@ -453,6 +476,10 @@ class Dispatcher:
         task = worker.inflight.pop(task_id, None)
         if task is None:
             return
+        now = time.monotonic()
+        took = now - max(worker.last_reply, worker.busy_since)
+        worker.service = took if worker.service is None else 0.8 * worker.service + 0.2 * took
+        worker.last_reply = now
         _release(task)
         if worker.deadline is not None:
             worker.deadline = None
@@ -575,7 +602,7 @@ class Dispatcher:
         batches: dict[_Worker, list[bytes]] = {}
         while True:
             candidates = [w for w in self._workers if not w.eof and not w.doomed and not w.claimed
-                          and w.deadline is None and len(w.inflight) < self._prefetch
+                          and w.deadline is None and len(w.inflight) < self._depth(w)
                           and (w.quota is None or w.quota > 0)]
             if not candidates:
                 break
@@ -592,6 +619,8 @@ class Dispatcher:
                     self._ready.appendleft(task)  # waits for a worker with nothing in hand
                     break
                 worker = idle[0]
+            if not worker.inflight:
+                worker.busy_since = time.monotonic()
             worker.inflight[task.id] = task
             if worker.quota is not None:
                 worker.quota -= 1

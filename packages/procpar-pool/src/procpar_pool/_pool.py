@@ -40,7 +40,7 @@ class Pool:
 
     def __init__(self, processes: int | None = None, initializer: Callable[..., Any] | None = None,
                  initargs: Iterable[Any] = (), maxtasksperchild: int | None = None, context: Any = None, *,
-                 task_timeout: float | None = None, prefetch: int = 4) -> None:
+                 task_timeout: float | None = None, prefetch: int | None = None) -> None:
         if processes is None:
             processes = os.cpu_count() or 1
         if not isinstance(processes, int) or processes < 1:
@@ -49,8 +49,8 @@ class Pool:
             raise ValueError("maxtasksperchild must be a positive int or None")
         if initializer is not None and not callable(initializer):
             raise TypeError("initializer must be a callable")
-        if not isinstance(prefetch, int) or prefetch < 1:
-            raise ValueError(f"prefetch must be a positive int, not {prefetch!r}")
+        if prefetch is not None and (not isinstance(prefetch, int) or prefetch < 1):
+            raise ValueError(f"prefetch must be a positive int or None (adaptive), not {prefetch!r}")
         self._processes = processes
         self._task_timeout = _check_time_limit(task_timeout)
         self._dispatcher = self._make_dispatcher(processes, initializer, tuple(initargs), maxtasksperchild, context,
@@ -59,7 +59,7 @@ class Pool:
         weakref.finalize(self, _collected, self._dispatcher)
 
     def _make_dispatcher(self, processes: int, initializer: Any, initargs: tuple[Any, ...],
-                         maxtasksperchild: int | None, context: Any, prefetch: int) -> Any:
+                         maxtasksperchild: int | None, context: Any, prefetch: int | None) -> Any:
         if context is None:
             import procpar_core
 
@@ -184,13 +184,15 @@ class Pool:
         self._check_running()
         if not isinstance(chunksize, int) or chunksize < 1:
             raise ValueError(f"Chunksize must be 1+, not {chunksize!r}")
+        adaptive = max_ahead is None
         if max_ahead is None:
             max_ahead = max(16, 4 * self._processes)
         elif not isinstance(max_ahead, int) or max_ahead < 1:
             raise ValueError(f"max_ahead must be a positive int, not {max_ahead!r}")
         total = len(iterable) if hasattr(iterable, "__len__") else None  # type: ignore[arg-type]
         bar = make_progress(progress, total)
-        result = cls(self._dispatcher, func, iterable, chunksize, MAP, max_ahead, self._time_limit(task_timeout), bar)
+        result = cls(self._dispatcher, func, iterable, chunksize, MAP, max_ahead, self._time_limit(task_timeout), bar,
+                     adaptive)
         self._dispatcher.submit(result)
         return result
 
@@ -235,5 +237,5 @@ class ThreadPool(Pool):
         super().__init__(processes, initializer, initargs)
 
     def _make_dispatcher(self, processes: int, initializer: Any, initargs: tuple[Any, ...],
-                         maxtasksperchild: int | None, context: Any, prefetch: int) -> Any:
+                         maxtasksperchild: int | None, context: Any, prefetch: int | None) -> Any:
         return ThreadDispatcher(processes, initializer, initargs)

@@ -205,7 +205,7 @@ class IMapIterator(Job):
     _ordered = True
 
     def __init__(self, pool: Any, func: Any, iterable: Any, chunksize: int, kind: int, max_ahead: int,
-                 time_limit: float | None = None, progress: Any = None) -> None:
+                 time_limit: float | None = None, progress: Any = None, adaptive: bool = False) -> None:
         super().__init__(pool, progress=progress)
         self._time_limit = time_limit
         self._func = func
@@ -213,6 +213,8 @@ class IMapIterator(Job):
         self._source: Iterator[Any] | None = iter(iterable)
         self._chunksize = chunksize
         self._max_ahead = max_ahead
+        # Default window: it widens while the workers' queues are deep (short tasks), see Dispatcher._depth.
+        self._extra_window = getattr(pool, "extra_window", None) if adaptive else None
         self._cond = threading.Condition(threading.Lock())
         self._taken = 0  # chunks pulled from the iterable
         self._handed = 0  # chunks whose items the consumer has taken
@@ -222,9 +224,13 @@ class IMapIterator(Job):
         self._items: collections.deque[Any] = collections.deque()  # items of the chunk being handed out
         self._length: int | None = None  # number of chunks, once the iterable ended
 
+    def _window(self) -> int:
+        extra = self._extra_window
+        return self._max_ahead + (extra() if extra is not None else 0)
+
     def next_task(self) -> Task | None:
         with self._cond:
-            if self._source is None or self._taken - self._handed >= self._max_ahead:
+            if self._source is None or self._taken - self._handed >= self._window():
                 return None
             source = self._source
         try:
@@ -298,6 +304,9 @@ class IMapIterator(Job):
                     raise StopIteration
                 outcome = self._take_chunk()
                 if outcome is not None:
+                    # The dispatcher stops pulling chunks while max_ahead of them wait for the consumer: it needs
+                    # waking only when this one reopens the window (a wake per item would cost a thread hop).
+                    reopened = self._source is not None and self._taken - self._handed + 1 >= self._window()
                     break
                 try:
                     if not self._cond.wait(timeout):
@@ -305,7 +314,8 @@ class IMapIterator(Job):
                 except KeyboardInterrupt:
                     self._pool._interrupted()
                     raise
-        self._pool._consumer_progress(self)
+        if reopened:
+            self._pool._consumer_progress(self)
         ok, value = outcome
         if not ok:
             raise value
