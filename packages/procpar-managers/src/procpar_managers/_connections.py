@@ -14,7 +14,7 @@ from typing import Any
 
 from procpar_core import util
 
-from ._protocol import connect, dispatch, normalize_address
+from ._protocol import RETURN, connect, convert_to_error, dispatch, normalize_address
 
 __all__ = ["thread_connection", "control_call", "drop_thread_connection", "forget_address", "queue_decref",
            "flush_decrefs", "known_authkey", "remember_authkey"]
@@ -59,10 +59,15 @@ def control_call(address: Any, serializer: str, authkey: bytes | None, name: str
     """A control request to the server at ``address`` on this thread's connection."""
     conn = thread_connection(address, serializer, authkey)
     try:
-        return dispatch(conn, None, name, args, kwds)
-    except (OSError, EOFError, KeyboardInterrupt):
+        conn.send((None, name, args, kwds or {}))
+        kind, result = conn.recv()
+    except BaseException:
+        # Failed or interrupted half-way, it may leave a reply in flight: this connection is spent.
         drop_thread_connection(address, serializer)
         raise
+    if kind == RETURN:
+        return result
+    raise convert_to_error(kind, result)
 
 
 def drop_thread_connection(address: Any, serializer: str) -> None:
