@@ -96,15 +96,13 @@ class Server:
         _local_servers[self.address] = self
         accepter = threading.Thread(target=self._accept_loop, name="procpar-manager-accepter", daemon=True)
         accepter.start()
-        watched = [self._stop_r] if parent_sentinel is None else [self._stop_r, parent_sentinel]
+        poller = select.poll()
+        for fd in (self._stop_r, parent_sentinel):
+            if fd is not None:
+                poller.register(fd, select.POLLIN)
         try:
-            while True:
-                try:
-                    ready, _, _ = select.select(watched, [], [])
-                except InterruptedError:
-                    continue
-                if ready:
-                    break
+            while not poller.poll():
+                pass
         except KeyboardInterrupt:
             util.info("manager received KeyboardInterrupt: stopping")
         finally:
