@@ -293,6 +293,28 @@ def test_apply_from_many_threads_while_a_map_runs(pool: Any) -> None:
     assert pool.apply_async(t.square, (3,)).get(30) == 9 and pool.apply(t.square, (4,)) == 16
 
 
+def test_close_while_an_apply_waits_on_its_worker(ctx: Any) -> None:
+    p = Pool(2, context=ctx)
+    started = threading.Event()
+    out: list[Any] = []
+
+    def call() -> None:
+        started.set()
+        out.append(p.apply(t.sleep_then, ("done", 0.3)))
+
+    th = threading.Thread(target=call)
+    th.start()
+    started.wait(30)
+    deadline = time.monotonic() + 30
+    while not any(w.claimed for w in p._dispatcher._workers):  # the call holds its worker
+        assert time.monotonic() < deadline
+        time.sleep(0.001)
+    p.close()
+    p.join()  # returns once that task is over: the caller hands the pool back to the dispatcher
+    th.join(30)
+    assert out == ["done"] and not any(w.is_alive() for w in p._pool)
+
+
 def test_maxtasksperchild_replaces_workers(ctx: Any) -> None:
     with Pool(1, maxtasksperchild=2, context=ctx) as p:
         pids = {p.apply(t.pid) for _ in range(6)}

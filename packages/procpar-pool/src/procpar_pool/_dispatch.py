@@ -249,9 +249,10 @@ class Dispatcher:
         finally:
             with self._mutex:
                 worker.claimed = False
-                # It still holds a task (this call was interrupted), or work queued up meanwhile for lack of
-                # an unclaimed worker: the dispatcher takes over.
-                wake = (bool(worker.inflight) and not worker.eof) or self._pending_work()
+                # It still holds a task (this call was interrupted), work queued up meanwhile for lack of an
+                # unclaimed worker, or the pool was closed and waits for this task to end: the dispatcher
+                # takes over.
+                wake = (bool(worker.inflight) and not worker.eof) or self._pending_work() or self._state != RUN
             if wake:
                 self._wake()
         return True
@@ -396,11 +397,14 @@ class Dispatcher:
         for fd, _ in events:
             kind, worker = by_fd.get(fd, ("gone", None))
             if kind == "wake":
-                self._wake_pending = False
                 try:
                     os.read(self._wake_r, 4096)
                 except BlockingIOError:
                     pass
+                # Only now: a _wake() between the flag reset and the read would have had its byte drained
+                # with its flag still set, and every later _wake() would skip the pipe (the state it changed
+                # is looked at below, after this).
+                self._wake_pending = False
             elif worker is None or worker not in self._workers:
                 continue
             elif kind == "conn":
