@@ -147,12 +147,17 @@ def register_after_fork(obj: Any, func: Callable[[Any], Any]) -> None:
     _afterfork_registry[(next(_afterfork_counter), id(obj), func)] = obj
 
 
-def _run_after_forkers() -> None:
-    for (_, _, func), obj in sorted(_afterfork_registry.items(), key=lambda item: item[0][0]):
+def _run_hooks(registry: "weakref.WeakValueDictionary[tuple[int, int, Callable[[Any], Any]], Any]",
+               what: str) -> None:
+    for (_, _, func), obj in sorted(registry.items(), key=lambda item: item[0][0]):
         try:
             func(obj)
         except Exception as exc:
-            info("after forker raised exception %s", exc)
+            info("%s raised exception %s", what, exc)
+
+
+def _run_after_forkers() -> None:
+    _run_hooks(_afterfork_registry, "after forker")
 
 
 _beforefork_registry: "weakref.WeakValueDictionary[tuple[int, int, Callable[[Any], Any]], Any]" = (
@@ -170,11 +175,7 @@ def register_before_fork(obj: Any, func: Callable[[Any], Any]) -> None:
 
 
 def _run_before_forkers() -> None:
-    for (_, _, func), obj in sorted(_beforefork_registry.items(), key=lambda item: item[0][0]):
-        try:
-            func(obj)
-        except Exception as exc:
-            info("before forker raised exception %s", exc)
+    _run_hooks(_beforefork_registry, "before forker")
 
 
 def _after_fork_in_child() -> None:

@@ -67,15 +67,18 @@ class BaseProxy:
 
     def _incref(self) -> None:
         """Count one more reference to the referent, released when this proxy is collected."""
+        self._count_reference()
+        self._own()
+
+    def _count_reference(self) -> None:
+        """One more reference in the server's count: in its table when it runs here, else by a call."""
         if self._owned_by_server:
             server = local_server(normalize_address(self._token.address))
             if server is not None:
                 server.incref(self._id)
-                self._own()
                 return
             self._owned_by_server = False
         _connections.control_call(self._token.address, self._serializer, self._authkey, "incref", (self._id,))
-        self._own()
 
     def _own(self) -> None:
         """This proxy holds one counted reference: release it when the proxy goes."""
@@ -97,14 +100,6 @@ class BaseProxy:
         close, self._close = self._close, None
         if close is not None:
             close()
-
-    def _count_for_child(self) -> None:
-        server = local_server(normalize_address(self._token.address))
-        if self._owned_by_server and server is not None:
-            server.incref(self._id)
-        else:
-            _connections.control_call(self._token.address, self._serializer, self._authkey, "incref",
-                                      (self._id,))
 
     def _after_fork(self) -> None:
         self._manager = None
@@ -159,7 +154,7 @@ class BaseProxy:
             if self._close is not None:
                 # The child is sure to unpickle this once: count its reference now, before this process can
                 # let go of its own (Process.start() drops its arguments as soon as the child is launched).
-                self._count_for_child()
+                self._count_reference()
                 kwds["_handed"] = True
         if getattr(self, "_isauto", False):
             kwds["exposed"] = self._exposed_

@@ -231,10 +231,7 @@ class Dispatcher:
                 return True  # it could not be pickled: the job holds that error already
             worker = idle[0]
             worker.claimed = True
-            worker.busy_since = time.monotonic()
-            worker.inflight[task.id] = task
-            if worker.quota is not None:
-                worker.quota -= 1
+            self._assign(worker, task)
             try:
                 write_messages(worker.fd, [data])
             except OSError:
@@ -600,6 +597,17 @@ class Dispatcher:
         task.job._set(task.index, False, failure)
         return None
 
+    @staticmethod
+    def _assign(worker: _Worker, task: Task) -> None:
+        """``worker`` holds ``task`` from now on (the caller sends it)."""
+        if not worker.inflight:
+            worker.busy_since = time.monotonic()
+        worker.inflight[task.id] = task
+        if worker.quota is not None:
+            worker.quota -= 1
+        if task.time_limit is not None:
+            worker.deadline = time.monotonic() + task.time_limit
+
     def _fill(self) -> None:
         if self._broken is not None:
             return
@@ -623,13 +631,7 @@ class Dispatcher:
                     self._ready.appendleft(task)  # waits for a worker with nothing in hand
                     break
                 worker = idle[0]
-            if not worker.inflight:
-                worker.busy_since = time.monotonic()
-            worker.inflight[task.id] = task
-            if worker.quota is not None:
-                worker.quota -= 1
-            if task.time_limit is not None:
-                worker.deadline = time.monotonic() + task.time_limit
+            self._assign(worker, task)
             batches.setdefault(worker, []).append(data)
         for worker, messages in batches.items():
             try:
