@@ -128,3 +128,71 @@ def test_has_message_sees_whole_messages_only(pipe: Any) -> None:
     assert not _wire.has_message(stash)
     os.write(w, b"cde")
     assert _wire.read_message_stashed(r, stash) == b"abcde"
+
+
+@pytest.fixture
+def sockets() -> Any:
+    import socket
+
+    a, b = socket.socketpair()
+    yield a.fileno(), b.fileno()
+    a.close()
+    b.close()
+
+
+def test_read_messages_stashed_takes_every_whole_message_after_one_read(pipe: Any) -> None:
+    r, w = pipe
+    stash = _stash()
+    _wire.write_messages(w, [b"a", b"bb"])
+    os.write(w, struct.pack("!i", 4) + b"cc")  # a third, cut short
+    assert _wire.read_messages_stashed(r, stash) == [b"a", b"bb"]
+    os.write(w, b"dd")
+    assert _wire.read_messages_stashed(r, stash) == [b"ccdd"]
+    os.close(w)
+    with pytest.raises(EOFError):
+        _wire.read_messages_stashed(r, stash)
+
+
+@pytest.mark.parametrize("kind", ["pipe", "sockets"])
+def test_socket_first_reads_and_writes_like_the_plain_path(kind: str, request: pytest.FixtureRequest) -> None:
+    # On a socket, what is there is taken at once; a pipe (ENOTSOCK) and an empty socket go the waiting way.
+    ends = request.getfixturevalue(kind)
+    r, w = ends if kind == "pipe" else (ends[0], ends[1])
+    stash = _stash(4096)
+    big = os.urandom(300_000)  # more than a socket buffer: the writer must wait for the reader half-way
+    writer = threading.Thread(target=_wire.write_messages, args=(w, [b"first", big, b"last"], True))
+    writer.start()
+    assert _wire.read_messages_stashed(r, stash, True)[0] == b"first"
+    assert _wire.read_message_stashed(r, stash, True) == big
+    assert _wire.read_message_stashed(r, stash, True) == b"last"
+    writer.join(30)
+    assert not writer.is_alive()
+    # Nothing there yet: the socket_first read waits for the message instead of failing.
+    later = threading.Timer(0.05, _wire.write_messages, args=(w, [b"late"]))
+    later.start()
+    assert _wire.read_message_stashed(r, stash, True) == b"late"
+    later.join(30)
+
+
+def test_socket_first_write_reports_a_closed_peer() -> None:
+    import socket
+
+    a, b = socket.socketpair()
+    b.close()
+    with a, pytest.raises(BrokenPipeError):
+        _wire.write_messages(a.fileno(), [b"x" * 100] * 10, True)
+
+
+def test_spin_readable(sockets: Any) -> None:
+    a, b = sockets
+    assert _wire.spin_readable(a, 0.001) is False  # nothing came within the budget
+    os.write(b, b"x")
+    assert _wire.spin_readable(a, 0.001) is True
+    later = threading.Timer(0.02, os.write, args=(b, b"y"))
+    later.start()
+    assert _wire.spin_readable(a, 0.5) is True  # came while it looked
+    later.join(30)
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        _wire.spin_readable(a, 5)
+    with pytest.raises(ValueError, match="out of range"):
+        _wire.spin_readable(-1, 0.001)

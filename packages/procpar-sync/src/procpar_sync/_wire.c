@@ -15,7 +15,11 @@
 #include <limits.h>
 #include <stdint.h>
 #include <string.h>
+#include <poll.h>
+#include <sched.h>
 #include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <time.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -149,59 +153,61 @@ parse_frame(const unsigned char *p, size_t avail, size_t *hlen)
     return (int64_t)size;
 }
 
+/* The next message if the stash holds all of it (no I/O): a new reference, or NULL with *failed set when
+ * the stash is corrupt or the frame bad (exception set), or NULL with *failed clear when it is incomplete. */
 static PyObject *
-wire_read_message_stashed(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+stash_take(stash_header *hdr, unsigned char *data, size_t cap, int *failed)
 {
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "read_message_stashed(fd, stash) takes exactly 2 arguments");
+    *failed = 0;
+    size_t start = hdr->start, end = hdr->end, hlen = 0;
+    if (start > end || end > cap) {
+        PyErr_SetString(PyExc_OSError, "the queue's shared read buffer is corrupt");
+        *failed = 1;
         return NULL;
     }
-    int fd = fd_from(args[0]);
-    if (fd < 0)
+    int64_t size = parse_frame(data + start, end - start, &hlen);
+    if (size == -2) {
+        *failed = 1;
         return NULL;
-    Py_buffer view;
-    if (PyObject_GetBuffer(args[1], &view, PyBUF_WRITABLE) < 0)
-        return NULL;
-    PyObject *result = NULL;
-    if (view.len < (Py_ssize_t)sizeof(stash_header) + 16 || ((uintptr_t)view.buf % 4) != 0) {
-        PyErr_SetString(PyExc_ValueError, "the stash must be a 4-aligned writable buffer of at least 24 bytes");
-        goto done;
     }
-    stash_header *hdr = (stash_header *)view.buf;
-    unsigned char *data = (unsigned char *)view.buf + sizeof(stash_header);
-    size_t cap = (size_t)view.len - sizeof(stash_header);
+    if (size < 0 || end - start - hlen < (uint64_t)size)
+        return NULL;
+    PyObject *result = PyBytes_FromStringAndSize((const char *)data + start + hlen, (Py_ssize_t)size);
+    if (result == NULL) {
+        *failed = 1;
+        return NULL;
+    }
+    start += hlen + (size_t)size;
+    if (start == end)
+        start = end = 0;
+    hdr->start = (uint32_t)start;
+    hdr->end = (uint32_t)end;
+    return result;
+}
+
+/* One message: from the stash, refilled from fd (blocking) until it holds a whole one. */
+static PyObject *
+stash_read(int fd, stash_header *hdr, unsigned char *data, size_t cap, int socket_first)
+{
     for (;;) {
+        int failed;
+        PyObject *result = stash_take(hdr, data, cap, &failed);
+        if (result != NULL || failed)
+            return result;
         size_t start = hdr->start, end = hdr->end;
-        if (start > end || end > cap) {
-            PyErr_SetString(PyExc_OSError, "the queue's shared read buffer is corrupt");
-            goto done;
-        }
         size_t avail = end - start, hlen = 0;
         int64_t size = parse_frame(data + start, avail, &hlen);
-        if (size == -2)
-            goto done;
-        if (size >= 0 && avail - hlen >= (uint64_t)size) {
-            result = PyBytes_FromStringAndSize((const char *)data + start + hlen, (Py_ssize_t)size);
-            if (result == NULL)
-                goto done;
-            start += hlen + (size_t)size;
-            if (start == end)
-                start = end = 0;
-            hdr->start = (uint32_t)start;
-            hdr->end = (uint32_t)end;
-            goto done;
-        }
         if (size >= 0 && hlen + (uint64_t)size > cap) {
             /* Larger than the stash: take the part already stashed, read the rest straight into the result. */
             size_t have = avail - hlen;
             result = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)size);
             if (result == NULL)
-                goto done;
+                return NULL;
             memcpy(PyBytes_AS_STRING(result), data + start + hlen, have);
             hdr->start = hdr->end = 0;
             if (read_exact(fd, PyBytes_AS_STRING(result) + have, (size_t)size - have, 0, 0) != 0)
                 Py_CLEAR(result);
-            goto done;
+            return result;
         }
         if (start > 0) {
             memmove(data, data + start, avail);
@@ -209,10 +215,17 @@ wire_read_message_stashed(PyObject *module, PyObject *const *args, Py_ssize_t na
             hdr->end = (uint32_t)avail;
             end = avail;
         }
-        ssize_t r;
-        Py_BEGIN_ALLOW_THREADS
-        r = read(fd, data + end, cap - end);
-        Py_END_ALLOW_THREADS
+        /* socket_first: what is already there is taken without releasing the GIL (handing it to another
+         * thread and waiting to get it back costs more than the read); only an empty socket is waited on. */
+        ssize_t r = -1;
+        errno = EAGAIN;
+        if (socket_first)
+            r = recv(fd, data + end, cap - end, MSG_DONTWAIT);
+        if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOTSOCK)) {
+            Py_BEGIN_ALLOW_THREADS
+            r = read(fd, data + end, cap - end);
+            Py_END_ALLOW_THREADS
+        }
         if (r > 0) {
             hdr->end = (uint32_t)(end + (size_t)r);
             continue;
@@ -222,20 +235,89 @@ wire_read_message_stashed(PyObject *module, PyObject *const *args, Py_ssize_t na
                 PyErr_SetNone(PyExc_EOFError);
             else
                 PyErr_SetString(PyExc_OSError, "got end of file during message");
-            goto done;
+            return NULL;
         }
         if (errno == EINTR) {
             /* Only between messages may a signal handler raise: mid-message we keep reading. */
             if (avail == 0 && PyErr_CheckSignals() < 0)
-                goto done;
+                return NULL;
             continue;
         }
         PyErr_SetFromErrno(PyExc_OSError);
-        goto done;
+        return NULL;
     }
-done:
+}
+
+/* Parse (fd, stash[, socket_first]) and run `body` over the stash. */
+static PyObject *
+with_stash(const char *name, PyObject *const *args, Py_ssize_t nargs,
+           PyObject *(*body)(int, stash_header *, unsigned char *, size_t, int))
+{
+    if (nargs != 2 && nargs != 3) {
+        PyErr_Format(PyExc_TypeError, "%s(fd, stash[, socket_first]) takes 2 or 3 arguments", name);
+        return NULL;
+    }
+    int fd = fd_from(args[0]);
+    if (fd < 0)
+        return NULL;
+    int socket_first = nargs == 3 ? PyObject_IsTrue(args[2]) : 0;
+    if (socket_first < 0)
+        return NULL;
+    Py_buffer view;
+    if (PyObject_GetBuffer(args[1], &view, PyBUF_WRITABLE) < 0)
+        return NULL;
+    PyObject *result = NULL;
+    if (view.len < (Py_ssize_t)sizeof(stash_header) + 16 || ((uintptr_t)view.buf % 4) != 0)
+        PyErr_SetString(PyExc_ValueError, "the stash must be a 4-aligned writable buffer of at least 24 bytes");
+    else
+        result = body(fd, (stash_header *)view.buf, (unsigned char *)view.buf + sizeof(stash_header),
+                      (size_t)view.len - sizeof(stash_header), socket_first);
     PyBuffer_Release(&view);
     return result;
+}
+
+static PyObject *
+wire_read_message_stashed(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    return with_stash("read_message_stashed", args, nargs, stash_read);
+}
+
+/* One message as stash_read, then every other whole message the stash holds, without more I/O. */
+static PyObject *
+stash_read_all(int fd, stash_header *hdr, unsigned char *data, size_t cap, int socket_first)
+{
+    PyObject *first = stash_read(fd, hdr, data, cap, socket_first);
+    if (first == NULL)
+        return NULL;
+    PyObject *messages = PyList_New(1);
+    if (messages == NULL) {
+        Py_DECREF(first);
+        return NULL;
+    }
+    PyList_SET_ITEM(messages, 0, first);
+    for (;;) {
+        int failed;
+        PyObject *next = stash_take(hdr, data, cap, &failed);
+        if (next == NULL) {
+            if (!failed)
+                return messages;
+            /* A bad frame after good ones: hand over the good ones; the next read raises about it. */
+            PyErr_Clear();
+            return messages;
+        }
+        int appended = PyList_Append(messages, next);
+        Py_DECREF(next);
+        if (appended < 0) {
+            Py_DECREF(messages);
+            return NULL;
+        }
+    }
+}
+
+static PyObject *
+wire_read_messages_stashed(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    return with_stash("read_messages_stashed", args, nargs, stash_read_all);
 }
 
 static PyObject *
@@ -296,13 +378,25 @@ put_header(unsigned char *out, Py_ssize_t size)
 
 /* writev every iovec completely, advancing over partial writes. 0 on success, -1 with an exception. */
 static int
-writev_all(int fd, struct iovec *iov, int count)
+writev_all(int fd, struct iovec *iov, int count, int socket_first)
 {
+    /* As for reads: a socket with room takes the bytes at once, without releasing the GIL. */
+    int try_now = socket_first;
     while (count > 0) {
-        ssize_t w;
-        Py_BEGIN_ALLOW_THREADS
-        w = writev(fd, iov, count > IOV_MAX ? IOV_MAX : count);
-        Py_END_ALLOW_THREADS
+        ssize_t w = -1;
+        if (try_now) {
+            struct msghdr msg = {.msg_iov = iov, .msg_iovlen = (size_t)(count > IOV_MAX ? IOV_MAX : count)};
+            w = sendmsg(fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+            if (w < 0 && errno != EINTR)
+                try_now = 0;
+            if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOTSOCK))
+                continue;
+        }
+        else {
+            Py_BEGIN_ALLOW_THREADS
+            w = writev(fd, iov, count > IOV_MAX ? IOV_MAX : count);
+            Py_END_ALLOW_THREADS
+        }
         if (w < 0) {
             if (errno == EINTR)
                 continue;
@@ -326,12 +420,15 @@ writev_all(int fd, struct iovec *iov, int count)
 static PyObject *
 wire_write_messages(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "write_messages(fd, messages) takes exactly 2 arguments");
+    if (nargs != 2 && nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "write_messages(fd, messages[, socket_first]) takes 2 or 3 arguments");
         return NULL;
     }
     int fd = fd_from(args[0]);
     if (fd < 0)
+        return NULL;
+    int socket_first = nargs == 3 ? PyObject_IsTrue(args[2]) : 0;
+    if (socket_first < 0)
         return NULL;
     PyObject *seq = PySequence_Fast(args[1], "write_messages() needs a sequence of bytes");
     if (seq == NULL)
@@ -361,7 +458,7 @@ wire_write_messages(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             }
         }
         /* The bytes objects stay alive while the GIL is released: `seq` holds them. */
-        if (writev_all(fd, iov, count) < 0) {
+        if (writev_all(fd, iov, count, socket_first) < 0) {
             Py_DECREF(seq);
             return NULL;
         }
@@ -382,10 +479,63 @@ wire_unread(PyObject *module, PyObject *arg)
     return PyLong_FromLong(pending);
 }
 
+static long long
+now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/*
+ * Waiting in poll() costs a sleep and a wake-up on each side of a round trip (tens of microseconds on a
+ * virtual machine); a peer that answers within a few microseconds is caught sooner by looking again and
+ * again. The GIL is released throughout, and the CPU is offered to any other runnable thread between looks,
+ * so a spinning waiter slows nobody down on a busy machine more than the budget it was given.
+ */
+static PyObject *
+wire_spin_readable(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "spin_readable(fd, seconds) takes exactly 2 arguments");
+        return NULL;
+    }
+    int fd = fd_from(args[0]);
+    if (fd < 0)
+        return NULL;
+    double budget = PyFloat_AsDouble(args[1]);
+    if (budget == -1.0 && PyErr_Occurred())
+        return NULL;
+    if (!(budget >= 0.0) || budget > 1.0) {
+        PyErr_SetString(PyExc_ValueError, "spin_readable: seconds must be between 0 and 1");
+        return NULL;
+    }
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    int ready = 0;
+    Py_BEGIN_ALLOW_THREADS
+    long long deadline = now_ns() + (long long)(budget * 1e9);
+    for (;;) {
+        /* An error or a hang-up counts as readable: the caller's read reports it. */
+        if (poll(&p, 1, 0) != 0) {
+            ready = 1;
+            break;
+        }
+        if (now_ns() >= deadline)
+            break;
+        sched_yield();
+    }
+    Py_END_ALLOW_THREADS
+    return PyBool_FromLong(ready);
+}
+
 static PyMethodDef wire_methods[] = {
     {"read_message_stashed", (PyCFunction)(void (*)(void))wire_read_message_stashed, METH_FASTCALL,
-     "read_message_stashed(fd, stash) -> bytes\n\nRead one framed message, first from the shared stash, "
-     "refilling it from fd with one read() when it holds no whole message. Hold the queue's read lock."},
+     "read_message_stashed(fd, stash, socket_first=False) -> bytes\n\nRead one framed message, first from the "
+     "shared stash, refilling it from fd with one read() when it holds no whole message. Hold the queue's read "
+     "lock. socket_first: fd is a socket; take what it holds without releasing the GIL."},
+    {"read_messages_stashed", (PyCFunction)(void (*)(void))wire_read_messages_stashed, METH_FASTCALL,
+     "read_messages_stashed(fd, stash, socket_first=False) -> list[bytes]\n\nOne message as read_message_stashed, "
+     "then every other whole message the stash holds after that read."},
     {"has_message", (PyCFunction)wire_has_message, METH_O,
      "has_message(stash) -> bool\n\nWhether the stash holds a whole message (read it without touching the fd)."},
     {"stashed", (PyCFunction)wire_stashed, METH_O,
@@ -395,7 +545,11 @@ static PyMethodDef wire_methods[] = {
     {"read_message", (PyCFunction)wire_read_message, METH_O,
      "read_message(fd) -> bytes\n\nRead one framed message; EOFError at end of file before a message."},
     {"write_messages", (PyCFunction)(void (*)(void))wire_write_messages, METH_FASTCALL,
-     "write_messages(fd, messages)\n\nWrite each bytes object as one framed message, batched into writev calls."},
+     "write_messages(fd, messages, socket_first=False)\n\nWrite each bytes object as one framed message, batched "
+     "into writev calls. socket_first: fd is a socket; write what fits without releasing the GIL."},
+    {"spin_readable", (PyCFunction)(void (*)(void))wire_spin_readable, METH_FASTCALL,
+     "spin_readable(fd, seconds) -> bool\n\nWhether fd became readable within seconds, looking without sleeping "
+     "(the GIL released, the CPU offered to other threads between looks)."},
     {NULL, NULL, 0, NULL},
 };
 
