@@ -20,7 +20,7 @@ import _thread
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs a spawn child ~10 ms
 if TYPE_CHECKING:
-    from typing import Any, Callable, ClassVar, Protocol
+    from typing import Any, Callable, ClassVar, Iterable, Protocol
 
     class _Detachable(Protocol):
         def detach(self) -> int: ...
@@ -163,6 +163,49 @@ def dumps_bytes(obj: Any, buffer_callback: Callable[[PickleBuffer], Any] | None 
         state.on_buffer = None
         chunks.clear()
         pickler.clear_memo()
+
+
+def dumps_each(objs: Iterable[Any], buffer_callback: Callable[[PickleBuffer], Any] | None = None
+               ) -> list[bytes | Exception]:
+    """Each object pickled on its own (``dumps_bytes`` of each), or the exception its pickling raised.
+
+    For many small objects at once: the thread's pickler is looked up and checked once for the lot.
+    """
+    state: _ThreadPickler | None = getattr(_picklers, "state", None)
+    if state is None:
+        state = _picklers.state = _ThreadPickler()
+    if state.busy:
+        out: list[bytes | Exception] = []
+        for obj in objs:
+            try:
+                out.append(dumps_bytes(obj, buffer_callback))
+            except Exception as exc:
+                out.append(exc)
+        return out
+    pickler, chunks = state.pickler, state.chunks
+    table = _current_table()
+    if pickler.dispatch_table is not table:
+        pickler.dispatch_table = table
+    dump, clear_memo, join = pickler.dump, pickler.clear_memo, b"".join
+    results: list[bytes | Exception] = []
+    append = results.append
+    state.busy = True
+    state.on_buffer = buffer_callback
+    try:
+        for obj in objs:
+            try:
+                dump(obj)
+                append(chunks[0] if len(chunks) == 1 else join(chunks))
+            except Exception as exc:
+                append(exc)
+            chunks.clear()
+            clear_memo()
+    finally:
+        state.busy = False
+        state.on_buffer = None
+        chunks.clear()
+        pickler.clear_memo()
+    return results
 
 
 # -- the spawning popen ------------------------------------------------------------------------------------
