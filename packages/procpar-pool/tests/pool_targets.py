@@ -117,3 +117,14 @@ def die_holding(a: Any) -> None:
 
 def identity(x: Any) -> Any:
     return x
+
+
+def _refuse_to_load() -> None:
+    raise ValueError("refuses to be unpickled")
+
+
+class FailsToLoad:
+    """Pickles fine; unpickling it raises."""
+
+    def __reduce__(self) -> Any:
+        return _refuse_to_load, ()

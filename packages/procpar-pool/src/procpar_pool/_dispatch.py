@@ -19,6 +19,7 @@ waits forever: terminate() fails every unfinished task instead of leaving its re
 
 from __future__ import annotations
 
+import _thread
 import collections
 import os
 import select
@@ -29,8 +30,9 @@ import warnings
 
 from procpar_core import _serializer
 from procpar_core.connection import Pipe
+from procpar_core.reduction import loads
 from procpar_core.util import register_after_fork
-from procpar_sync._wire import has_message, read_message_stashed, write_messages
+from procpar_sync._wire import has_message, read_messages_stashed, spin_readable, write_messages
 
 from . import _oob
 from ._errors import (
@@ -42,7 +44,7 @@ from ._errors import (
     describe_exit,
 )
 from ._results import APPLY, Job, Task
-from ._worker import INIT_FAILED, TASK_ID, worker_main
+from ._worker import BATCH, INIT_FAILED, SINGLE, SPIN_SECONDS, TASK_ID, batch_header, worker_main
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -55,6 +57,7 @@ RUN, CLOSE, TERMINATE = "RUN", "CLOSE", "TERMINATE"
 # would leave the dispatcher blocked on a full socket.
 _BIG_TASK = 1 << 16
 _POLLIN = select.POLLIN | select.POLLHUP | select.POLLERR
+_PLAIN = _oob.PLAIN[0]
 # Adaptive prefetch: hold about this much work per worker, between these many tasks.
 _QUEUED_SECONDS = 0.002
 _MIN_DEPTH, _MAX_DEPTH = 4, 64
@@ -80,6 +83,36 @@ class _Worker:
         self.service: float | None = None  # moving average of the seconds it takes per task
         # Replies read ahead from this worker's socket (read by whoever holds the dispatcher's mutex).
         self.stash = bytearray(8 + (1 << 16))
+
+
+def _held(slot: list[Any]) -> int:
+    return int(slot[2])
+
+
+def _share(slots: list[tuple[int, int]], count: int) -> list[int]:
+    """How many of ``count`` tasks each ``(room, held)`` slot takes, as if each task in turn went to the slot
+    holding fewest (ties: the first) among those with room left: the level ``held + taken`` is evened out."""
+    def taken_below(level: int) -> int:
+        return sum(min(room, max(0, level - held)) for room, held in slots)
+
+    low = min(held for _, held in slots)
+    high = max(held + room for room, held in slots)
+    # The least level reaching ``count`` (or the top, when there is less room than tasks).
+    while low < high:
+        middle = (low + high) // 2
+        if taken_below(middle) >= count:
+            high = middle
+        else:
+            low = middle + 1
+    shares = [min(room, max(0, low - 1 - held)) for room, held in slots]
+    left = count - sum(shares)
+    for index, (room, held) in enumerate(slots):
+        if left <= 0:
+            break
+        if shares[index] < room and held + shares[index] == low - 1:
+            shares[index] += 1
+            left -= 1
+    return shares
 
 
 def _release(task: Task) -> None:
@@ -153,15 +186,19 @@ class Dispatcher:
         self._poll_dirty = True
         self._watched: set[int] = set()  # worker sockets in the dispatcher's poll set
         self._starting: Any = None
+        # Chunks an imap may read ahead beyond its default window, to keep deep worker queues fed (set by _fill).
+        self.window_bonus = 0
         # A child forked from here (a worker, or any other process) must not hold the pool's fds: a worker
         # holding its siblings' sockets would never see end-of-file when the pool's process dies.
         register_after_fork(self, Dispatcher._close_in_child)
         # Large buffers travel in shared memory registered with the resource tracker; the workers must
         # share the pool's tracker (one started later would be theirs alone and misreport their segments).
         _oob.ensure_tracker()
+        self._served = False  # a result has been delivered: from now on the pool grows to its full size
         try:
-            for _ in range(processes):
-                self._start_worker()
+            # One worker now, the others when work needs them (see _grow): the first result does not wait for
+            # every fork, as in concurrent.futures, which also starts its processes on demand.
+            self._start_worker()
         except BaseException:
             # A worker could not start: stop the ones that did rather than leak them.
             for worker in self._workers:
@@ -172,15 +209,27 @@ class Dispatcher:
             os.close(self._wake_r)
             os.close(self._wake_w)
             raise
-        self._thread = threading.Thread(target=self._loop, name="procpar-pool-dispatcher", daemon=True)
-        self._thread.start()
+        # A bare thread: threading.Thread.start() waits until the new thread runs, which just after forking
+        # (the new workers taking both CPUs) costs more than the forks themselves.
+        self._stopped = threading.Event()
+        self._thread_ident = _thread.start_new_thread(self._run, ())
 
     # -- called from user threads --------------------------------------------------------------------------
 
     @property
     def processes(self) -> list[Any]:
-        """The live workers' Process objects (the stdlib's ``Pool._pool``)."""
+        """The live workers' Process objects (the stdlib's ``Pool._pool``): all of them, started now if needed."""
+        self._grow()
         return [worker.process for worker in self._workers]
+
+    def _grow(self) -> None:
+        """Start the workers not started yet (the pool begins with one; see __init__)."""
+        if len(self._workers) >= self._size or self._state != RUN or self._broken is not None:
+            return
+        with self._mutex:
+            while len(self._workers) < self._size and self._state == RUN and self._broken is None:
+                self._start_worker()
+        self._wake()  # the dispatcher watches the new workers' sentinels from now on
 
     @property
     def state(self) -> str:
@@ -192,6 +241,10 @@ class Dispatcher:
                 raise ValueError("Pool not running")
             if self._broken is not None:
                 raise self._broken
+        self._grow()
+        with self._lock:
+            if self._state != RUN:
+                raise ValueError("Pool not running")
             self._sources.append(job)
         if self._mutex.acquire(False):
             try:
@@ -216,6 +269,8 @@ class Dispatcher:
         """
         if self._state != RUN or self._broken is not None or self._sources or self._ready:
             return False
+        if self._served:
+            self._grow()
         if not self._mutex.acquire(False):
             return False
         try:
@@ -233,7 +288,7 @@ class Dispatcher:
             worker.claimed = True
             self._assign(worker, task)
             try:
-                write_messages(worker.fd, [data])
+                write_messages(worker.fd, [data], True)
             except OSError:
                 pass  # it died: its sentinel fails the task
         finally:
@@ -244,6 +299,7 @@ class Dispatcher:
             self._interrupted()
             raise
         finally:
+            self._served = True
             with self._mutex:
                 worker.claimed = False
                 # It still holds a task (this call was interrupted), work queued up meanwhile for lack of an
@@ -262,11 +318,6 @@ class Dispatcher:
             return _MIN_DEPTH
         return max(_MIN_DEPTH, min(_MAX_DEPTH, int(_QUEUED_SECONDS / worker.service)))
 
-    def extra_window(self) -> int:
-        """Chunks an ``imap`` may read ahead beyond its default window, to keep deep worker queues fed."""
-        if self._prefetch is not None:
-            return 0
-        return 2 * sum(max(0, self._depth(w) - _MIN_DEPTH) for w in self._workers)
 
     def _pending_work(self) -> bool:
         return bool(self._ready) or any(not job.exhausted() for job in list(self._sources))
@@ -275,7 +326,9 @@ class Dispatcher:
         poller = select.poll()
         poller.register(worker.fd, _POLLIN)
         poller.register(worker.sentinel, select.POLLIN)
-        readable = False
+        # A short task's reply comes sooner than this thread could sleep and wake up: look for it first.
+        readable = worker.service is not None and worker.service < SPIN_SECONDS
+        readable = readable and spin_readable(worker.fd, SPIN_SECONDS)
         while True:
             with self._mutex:
                 if task.id not in worker.inflight or worker.eof or worker not in self._workers:
@@ -299,14 +352,14 @@ class Dispatcher:
         with self._lock:
             self._state = TERMINATE
         self._wake()
-        if threading.current_thread() is not self._thread:
-            self._thread.join()
+        if threading.get_ident() != self._thread_ident:
+            self._stopped.wait()
 
     def join(self, timeout: float | None = None) -> None:
         if self._state == RUN:
             raise ValueError("Pool is still running")
-        if threading.current_thread() is not self._thread:
-            self._thread.join(timeout)
+        if threading.get_ident() != self._thread_ident:
+            self._stopped.wait(timeout)
 
     def _interrupted(self) -> None:
         """Ctrl-C in a thread waiting on a result: stop every worker."""
@@ -364,6 +417,12 @@ class Dispatcher:
 
     # -- the loop --------------------------------------------------------------------------------------------
 
+    def _run(self) -> None:
+        try:
+            self._loop()
+        finally:
+            self._stopped.set()
+
     def _loop(self) -> None:
         try:
             with self._mutex:
@@ -405,11 +464,8 @@ class Dispatcher:
             elif worker is None or worker not in self._workers:
                 continue
             elif kind == "conn":
-                if worker.claimed:
-                    continue
-                self._read_one(worker)
-                while not worker.eof and has_message(worker.stash):
-                    self._read_one(worker)
+                if not worker.claimed:
+                    self._read_available(worker)
             else:
                 self._worker_exited(worker)
         self._expire_tasks()
@@ -459,37 +515,63 @@ class Dispatcher:
     # -- results ---------------------------------------------------------------------------------------------
 
     def _read_one(self, worker: _Worker) -> None:
+        """Read at least one reply from ``worker`` (waiting for it), and every other one already there."""
+        self._read_available(worker)
+
+    def _read_available(self, worker: _Worker) -> None:
+        """Read the replies ``worker`` has sent (one read() usually brings several; at least one, waiting for
+        it) and hand them to their jobs, each job once."""
         try:
-            message = read_message_stashed(worker.fd, worker.stash)
+            messages = read_messages_stashed(worker.fd, worker.stash, True)
         except (EOFError, OSError):
             worker.eof = True  # it is exiting; its sentinel says how
             self._poll_dirty = True
             return
-        (task_id,) = TASK_ID.unpack_from(message)
-        try:
-            ok, value = _oob.loads_message(memoryview(message)[TASK_ID.size :])
-        except Exception as err:
-            ok, value = False, (PicklingFailedError(
-                f"the worker's reply could not be unpickled here: {type(err).__name__}: {err}"), "")
-        if task_id == INIT_FAILED:
-            self._initializer_failed(value[0])
+        inflight = worker.inflight
+        outcomes: list[tuple[Task, bool, Any]] = []
+        for message in messages:
+            (task_id,) = TASK_ID.unpack_from(message)
+            body = memoryview(message)[TASK_ID.size :]
+            try:
+                ok, value = loads(body[1:]) if body[0] == _PLAIN else _oob.loads_message(body)
+            except Exception as err:
+                ok, value = False, (PicklingFailedError(
+                    f"the worker's reply could not be unpickled here: {type(err).__name__}: {err}"), "")
+            if task_id == INIT_FAILED:
+                self._initializer_failed(value[0])
+                continue
+            task = inflight.pop(task_id, None)
+            if task is None:
+                continue
+            if task.segment is not None:
+                _release(task)
+            if not ok:
+                exc, tb = value
+                if tb:
+                    exc.__cause__ = RemoteTraceback(tb)
+                value = exc
+            outcomes.append((task, ok, value))
+        if not outcomes:
             return
-        task = worker.inflight.pop(task_id, None)
-        if task is None:
-            return
+        # Its time per task, averaged over the replies that came together.
         now = time.monotonic()
-        took = now - max(worker.last_reply, worker.busy_since)
-        worker.service = took if worker.service is None else 0.8 * worker.service + 0.2 * took
+        took = (now - max(worker.last_reply, worker.busy_since)) / len(outcomes)
+        keep = 0.8 ** len(outcomes)
+        worker.service = took if worker.service is None else keep * worker.service + (1 - keep) * took
         worker.last_reply = now
-        _release(task)
-        if worker.deadline is not None:
-            worker.deadline = None
-        if not ok:
-            exc, tb = value
-            if tb:
-                exc.__cause__ = RemoteTraceback(tb)
-            value = exc
-        task.job._set(task.index, ok, value)
+        worker.deadline = None
+        start = 0
+        while start < len(outcomes):
+            job = outcomes[start][0].job
+            end = start + 1
+            while end < len(outcomes) and outcomes[end][0].job is job:
+                end += 1
+            if end - start == 1:
+                task, ok, value = outcomes[start]
+                job._set(task.index, ok, value)
+            else:
+                job._set_many([(task.index, ok, value) for task, ok, value in outcomes[start:end]])
+            start = end
 
     def _worker_exited(self, worker: _Worker) -> None:
         # Collect what it managed to send before it went (results, or an initializer's failure, which an idle
@@ -537,28 +619,33 @@ class Dispatcher:
 
     # -- handing out tasks -----------------------------------------------------------------------------------
 
-    def _next_task(self) -> Task | None:
-        if self._ready:
-            return self._ready.popleft()
+    def _take_tasks(self, limit: int) -> list[Task]:
+        """Up to ``limit`` tasks: those set aside first, then from the jobs in the order they came."""
+        tasks: list[Task] = []
+        ready = self._ready
+        while ready and len(tasks) < limit:
+            tasks.append(ready.popleft())
+        if len(tasks) >= limit:
+            return tasks
         with self._lock:
             sources = list(self._sources)
         for job in sources:
-            task = job.next_task()
-            if task is not None:
-                return task
+            tasks += job.next_tasks(limit - len(tasks))
+            if len(tasks) >= limit:
+                break
             if job.exhausted():
                 with self._lock:
                     try:
                         self._sources.remove(job)
                     except ValueError:
                         pass
-        return None
+        return tasks
 
     def _encode(self, task: Task) -> bytes | None:
         """The task's message, or None after failing the task because it cannot be pickled."""
         if task.data is not None:
             return task.data
-        body = (task.kind, task.func, task.payload)
+        body = (task.kind, task.func, [task.payload])
         try:
             if _needs_by_value(task.func, self._start_method):
                 data = _cloudpickle_dumps(body)
@@ -575,9 +662,86 @@ class Dispatcher:
             data = self._encode_by_value(task, body, err)
             if data is None:
                 return None
-        task.data = TASK_ID.pack(task.id) + data
+        task.data = batch_header([task.id], SINGLE) + data
         task.func = task.payload = None  # the message holds them now
         return task.data
+
+    def _encode_batch(self, tasks: list[Task]) -> tuple[bytes | None, list[Task]]:
+        """One message for the tasks (of one function) whose arguments pickle small, and the tasks left for
+        one-by-one messages: those whose arguments hold a buffer for shared memory or cannot be pickled (each
+        then fails alone, its culprit named). No message when the function itself must go another way."""
+        first = tasks[0]
+        payloads: list[bytes] = []
+        batched: list[Task] = []
+        alone: list[Task] = []
+        size = 0
+        for task, pickled in zip(tasks, _oob.dumps_each_inband([task.payload for task in tasks]), strict=True):
+            if isinstance(pickled, Exception):
+                alone.append(task)
+                continue
+            size += len(pickled)
+            if size > _BIG_TASK:
+                alone.append(task)
+                continue
+            payloads.append(pickled)
+            batched.append(task)
+        if not batched:
+            return None, alone
+        body = (first.kind, first.func, payloads)
+        data = None
+        if not _needs_by_value(first.func, self._start_method):
+            try:
+                data = _oob.PLAIN + _oob.dumps_inband(body)
+            except Exception:
+                pass
+        if data is None:
+            # The function goes by value (a lambda, a closure, an interactive session's function).
+            try:
+                by_value = _cloudpickle_dumps(body)
+            except Exception:
+                by_value = None
+            if by_value is None:
+                return None, tasks  # one by one: each fails with the error that says why
+            data = _oob.PLAIN + by_value
+        for task in batched:
+            task.func = task.payload = None  # the message holds them now
+        return batch_header([task.id for task in batched], BATCH) + data, alone
+
+    def _messages_for(self, worker: _Worker, planned: list[Task]) -> list[bytes]:
+        """The messages carrying ``planned`` (just assigned to ``worker``): tasks of one function in one
+        batch. A task that cannot be pickled is failed and taken back; a big one only goes to a worker that
+        holds nothing else, and waits (with the tasks after it) when this one does."""
+        held_before = len(worker.inflight) - len(planned)
+        messages: list[bytes] = []
+        start = 0
+        while start < len(planned):
+            first = planned[start]
+            end = start + 1
+            if first.data is None:
+                while (end < len(planned) and planned[end].data is None and planned[end].func is first.func
+                       and planned[end].kind == first.kind):
+                    end += 1
+            alone = planned[start:end]
+            if len(alone) > 1:
+                batch, alone = self._encode_batch(alone)
+                if batch is not None:
+                    messages.append(batch)
+            for position, task in enumerate(alone):
+                data = self._encode(task)
+                if data is None:
+                    self._unassign(worker, task)  # its job holds the pickling error already
+                    continue
+                if len(data) > _BIG_TASK and (held_before or messages):
+                    # Queued behind other tasks it could fill the worker's socket and block this thread: it
+                    # waits for a worker holding nothing, and so do the tasks planned after it.
+                    later = alone[position:] + planned[end:]
+                    for waiting in later:
+                        self._unassign(worker, waiting)
+                    self._ready.extendleft(reversed(later))
+                    return messages
+                messages.append(data)
+            start = end
+        return messages
 
     def _encode_by_value(self, task: Task, body: Any, err: Exception) -> bytes | None:
         culprit = _pickling_culprit(task)
@@ -608,36 +772,95 @@ class Dispatcher:
         if task.time_limit is not None:
             worker.deadline = time.monotonic() + task.time_limit
 
+    @staticmethod
+    def _assign_many(worker: _Worker, tasks: list[Task]) -> None:
+        """``_assign`` for tasks without a time limit."""
+        inflight = worker.inflight
+        if not inflight:
+            worker.busy_since = time.monotonic()
+        for task in tasks:
+            inflight[task.id] = task
+        if worker.quota is not None:
+            worker.quota -= len(tasks)
+
+    @staticmethod
+    def _unassign(worker: _Worker, task: Task) -> None:
+        """Undo ``_assign``: the task was not sent after all."""
+        if worker.inflight.pop(task.id, None) is None:
+            return
+        if worker.quota is not None:
+            worker.quota += 1
+        if task.time_limit is not None:
+            worker.deadline = None
+
     def _fill(self) -> None:
         if self._broken is not None:
             return
-        batches: dict[_Worker, list[bytes]] = {}
-        while True:
-            candidates = [w for w in self._workers if not w.eof and not w.doomed and not w.claimed
-                          and w.deadline is None and len(w.inflight) < self._depth(w)
-                          and (w.quota is None or w.quota > 0)]
-            if not candidates:
-                break
-            worker = min(candidates, key=lambda w: len(w.inflight))
-            task = self._next_task()
-            if task is None:
-                break
-            data = self._encode(task)
-            if data is None:
+        # [worker, tasks it may still take, tasks it holds]
+        slots: list[list[Any]] = []
+        depths = []
+        for w in self._workers:
+            depth = self._depth(w)
+            depths.append(depth)
+            if w.eof or w.doomed or w.claimed or w.deadline is not None:
                 continue
-            if worker.inflight and (task.time_limit is not None or len(data) > _BIG_TASK):
-                idle = [w for w in candidates if not w.inflight]
+            room = depth - len(w.inflight)
+            if w.quota is not None:
+                room = min(room, w.quota)
+            if room > 0:
+                slots.append([w, room, len(w.inflight)])
+        if self._prefetch is None:
+            self.window_bonus = 2 * sum(max(0, depth - _MIN_DEPTH) for depth in depths)
+        if not slots:
+            return
+        tasks = self._take_tasks(sum(slot[1] for slot in slots))
+        if not tasks:
+            return
+        if any(task.time_limit is not None for task in tasks):
+            plan = self._plan_one_by_one(slots, tasks)
+        else:
+            plan = {}
+            start = 0
+            for (worker, _, _), count in zip(slots, _share([(room, held) for _, room, held in slots], len(tasks)),
+                                             strict=True):
+                if count:
+                    planned = tasks[start : start + count]
+                    start += count
+                    self._assign_many(worker, planned)
+                    plan[worker] = planned
+        for worker, planned in plan.items():
+            messages = self._messages_for(worker, planned)
+            if messages:
+                try:
+                    write_messages(worker.fd, messages, True)
+                except OSError:
+                    pass  # it died: its sentinel fails what it held
+
+    def _plan_one_by_one(self, slots: list[list[Any]], tasks: list[Task]) -> dict[_Worker, list[Task]]:
+        """Assign ``tasks`` one at a time, each to the worker holding fewest; a task with a time limit only to
+        a worker holding nothing (it then runs alone)."""
+        plan: dict[_Worker, list[Task]] = {}
+        for position, task in enumerate(tasks):
+            if not slots:
+                self._ready.extendleft(reversed(tasks[position:]))
+                break
+            slot = min(slots, key=_held)  # the worker holding the fewest tasks
+            if slot[2] and task.time_limit is not None:
+                # A task with a time limit runs alone: it waits for a worker holding nothing, and so do the
+                # tasks after it.
+                idle = [s for s in slots if not s[2]]
                 if not idle:
-                    self._ready.appendleft(task)  # waits for a worker with nothing in hand
+                    self._ready.extendleft(reversed(tasks[position:]))
                     break
-                worker = idle[0]
+                slot = idle[0]
+            worker = slot[0]
             self._assign(worker, task)
-            batches.setdefault(worker, []).append(data)
-        for worker, messages in batches.items():
-            try:
-                write_messages(worker.fd, messages)
-            except OSError:
-                pass  # it died: its sentinel fails what it held
+            plan.setdefault(worker, []).append(task)
+            slot[1] -= 1
+            slot[2] += 1
+            if slot[1] <= 0 or task.time_limit is not None:
+                slots.remove(slot)
+        return plan
 
     # -- stopping --------------------------------------------------------------------------------------------
 

@@ -19,14 +19,14 @@ import secrets
 import struct
 
 from procpar_core import _serializer, resource_tracker
-from procpar_core._reduction import dumps_bytes
+from procpar_core._reduction import dumps_bytes, dumps_each
 from procpar_core.reduction import ForkingPickler, loads
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-__all__ = ["THRESHOLD", "PLAIN", "dumps", "loads_message", "discard", "ensure_tracker"]
+__all__ = ["THRESHOLD", "PLAIN", "LargeBuffer", "dumps", "dumps_inband", "loads_message", "discard", "ensure_tracker"]
 
 THRESHOLD = 1 << 20  # smaller buffers stay in the pickle: a segment costs more than copying them
 _ALIGN = 64
@@ -85,6 +85,37 @@ def dumps(obj: Any) -> tuple[bytes, str | None]:
     resource_tracker.register(name, "shared_memory")
     description = bytes(ForkingPickler.dumps((name, layout)))
     return _WITH_SEGMENT + _LAYOUT_LENGTH.pack(len(description)) + description + data, name
+
+
+class LargeBuffer(Exception):
+    """``dumps_inband`` met a buffer that should travel in shared memory."""
+
+
+def _refuse_large(buffer: Any) -> bool:
+    if buffer.raw().nbytes >= THRESHOLD:
+        raise LargeBuffer
+    return True  # in band
+
+
+def dumps_inband(obj: Any) -> bytes:
+    """``obj`` pickled, buffers in band (a plain pickle, not a message body); ``LargeBuffer`` if one of its
+    buffers is large enough for shared memory (``dumps`` is then the way)."""
+    if _serializer.get_serializer() != "pickle":
+        return bytes(_serializer.serialize(obj))
+    return dumps_bytes(obj, _refuse_large)
+
+
+def dumps_each_inband(objs: list[Any]) -> list[bytes | Exception]:
+    """``dumps_inband`` of each object: its pickle, or the exception (``LargeBuffer`` included) it raised."""
+    if _serializer.get_serializer() != "pickle":
+        out: list[bytes | Exception] = []
+        for obj in objs:
+            try:
+                out.append(bytes(_serializer.serialize(obj)))
+            except Exception as exc:
+                out.append(exc)
+        return out
+    return dumps_each(objs, _refuse_large)
 
 
 def loads_message(body: memoryview) -> Any:

@@ -219,7 +219,7 @@ class Pool:
         raise NotImplementedError("pool objects cannot be passed between processes or pickled")
 
     def __repr__(self) -> str:
-        return f"<{type(self).__module__}.{type(self).__qualname__} state={self._state} pool_size={len(self._pool)}>"
+        return f"<{type(self).__module__}.{type(self).__qualname__} state={self._state} pool_size={self._processes}>"
 
 
 def _collected(dispatcher: Any) -> None:

@@ -20,7 +20,7 @@ from ._errors import TimeoutError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Callable, Iterator
+    from typing import Any, Callable, Iterator, Sequence
 
 __all__ = ["Task", "Job", "ApplyResult", "AsyncResult", "MapResult", "IMapIterator", "IMapUnorderedIterator",
            "APPLY", "MAP", "STARMAP"]
@@ -68,15 +68,26 @@ class Job:
         self._event = threading.Event()
         self._progress = progress
 
+    def next_tasks(self, limit: int) -> list[Task]:
+        """Up to ``limit`` tasks to run now; none when exhausted or waiting on the consumer. One producer only:
+        the pool's dispatcher (or a thread holding its mutex)."""
+        raise NotImplementedError
+
     def next_task(self) -> Task | None:
         """The next task to run, or None when there is none now (exhausted, or waiting on the consumer)."""
-        raise NotImplementedError
+        tasks = self.next_tasks(1)
+        return tasks[0] if tasks else None
 
     def exhausted(self) -> bool:
         raise NotImplementedError
 
     def _set(self, index: int, ok: bool, value: Any) -> None:
         raise NotImplementedError
+
+    def _set_many(self, outcomes: list[tuple[int, bool, Any]]) -> None:
+        """Several tasks' outcomes at once (a worker's replies read in one go)."""
+        for index, ok, value in outcomes:
+            self._set(index, ok, value)
 
     def _fail_all(self, exc: BaseException) -> None:
         """Fail every task not finished yet (the pool was terminated)."""
@@ -108,9 +119,9 @@ class ApplyResult(Job):
         self._success = False
         self._value: Any = None
 
-    def next_task(self) -> Task | None:
+    def next_tasks(self, limit: int) -> list[Task]:
         task, self._task = self._task, None
-        return task
+        return [task] if task is not None else []
 
     def exhausted(self) -> bool:
         return self._task is None
@@ -146,7 +157,7 @@ AsyncResult = ApplyResult
 class MapResult(ApplyResult):
     """The result of ``map_async``/``starmap_async``: the list of results, in order."""
 
-    def __init__(self, pool: Any, func: Any, chunks: list[list[Any]], kind: int, callback: Any = None,
+    def __init__(self, pool: Any, func: Any, chunks: list[Sequence[Any]], kind: int, callback: Any = None,
                  error_callback: Any = None, time_limit: float | None = None, progress: Any = None) -> None:
         Job.__init__(self, pool, callback, error_callback, progress)
         self._time_limit = time_limit
@@ -155,15 +166,23 @@ class MapResult(ApplyResult):
         self._task = None
         self._pending = collections.deque(Task(self, i, kind, func, chunk)
                                           for i, chunk in enumerate(chunks))
-        self._chunks: list[Any] = [None] * len(chunks)
+        # Each chunk's results go to their place in the final list as they arrive: joining the chunks at the
+        # end would add a pass over every item after the last worker is done.
+        self._offsets = list(itertools.accumulate((len(chunk) for chunk in chunks), initial=0))
+        self._results: list[Any] = [None] * self._offsets[-1]
         self._remaining = len(chunks)
         if not chunks:
             self._value = []
             self._event.set()
             _run_callback(callback, [])
 
-    def next_task(self) -> Task | None:
-        return self._pending.popleft() if self._pending else None
+    def next_tasks(self, limit: int) -> list[Task]:
+        pending = self._pending
+        if len(pending) <= limit:
+            tasks = list(pending)
+            pending.clear()
+            return tasks
+        return [pending.popleft() for _ in range(limit)]
 
     def exhausted(self) -> bool:
         return not self._pending
@@ -177,15 +196,15 @@ class MapResult(ApplyResult):
             # The first failure decides, as in the stdlib; the other chunks' outcomes are dropped.
             self._success, self._value = False, value
             self._pending.clear()
+            self._results = []
             self._finish()
             _run_callback(self._error_callback, value)
             self._event.set()
             return
-        self._chunks[index] = value
+        self._results[self._offsets[index] : self._offsets[index + 1]] = value
         self._remaining -= 1
         if self._remaining == 0:
-            self._value = list(itertools.chain.from_iterable(self._chunks))
-            self._chunks = []
+            self._value, self._results = self._results, []
             self._finish()
             _run_callback(self._callback, self._value)
             self._event.set()
@@ -214,7 +233,7 @@ class IMapIterator(Job):
         self._chunksize = chunksize
         self._max_ahead = max_ahead
         # Default window: it widens while the workers' queues are deep (short tasks), see Dispatcher._depth.
-        self._extra_window = getattr(pool, "extra_window", None) if adaptive else None
+        self._adaptive = adaptive
         self._cond = threading.Condition(threading.Lock())
         self._taken = 0  # chunks pulled from the iterable
         self._handed = 0  # chunks whose items the consumer has taken
@@ -225,44 +244,63 @@ class IMapIterator(Job):
         self._length: int | None = None  # number of chunks, once the iterable ended
 
     def _window(self) -> int:
-        extra = self._extra_window
-        return self._max_ahead + (extra() if extra is not None else 0)
+        return self._max_ahead + (self._pool.window_bonus if self._adaptive else 0)
 
-    def next_task(self) -> Task | None:
+    def next_tasks(self, limit: int) -> list[Task]:
         with self._cond:
-            if self._source is None or self._taken - self._handed >= self._window():
-                return None
+            if self._source is None:
+                return []
+            room = min(limit, self._window() - (self._taken - self._handed))
             source = self._source
+        if room <= 0:
+            return []
+        # Only the dispatcher pulls from the iterable, so it is read outside the lock.
+        chunks: list[list[Any]] = []
+        ended, failure = False, None
+        size = self._chunksize
         try:
-            chunk = list(itertools.islice(source, self._chunksize))
+            if size == 1:
+                chunks.extend([item] for item in itertools.islice(source, room))
+                ended = len(chunks) < room
+            else:
+                for _ in range(room):
+                    chunk = list(itertools.islice(source, size))
+                    if not chunk:
+                        ended = True
+                        break
+                    chunks.append(chunk)
         except Exception as exc:
-            # The caller's iterable raised: that is the outcome of the next position.
-            with self._cond:
-                index = self._taken
-                self._taken += 1
-                self._source = None
-                self._length = self._taken
-            self._set(index, False, exc)
-            return None
+            failure = exc  # the caller's iterable raised: that is the outcome of the next position
         with self._cond:
-            if not chunk:
+            first = self._taken
+            self._taken += len(chunks)
+            if failure is not None:
+                failed_index = self._taken
+                self._taken += 1
+            if ended or failure is not None:
                 self._source = None
                 self._length = self._taken
                 self._cond.notify_all()
-                return None
-            index = self._taken
-            self._taken += 1
-        return Task(self, index, self._kind, self._func, chunk)
+        if failure is not None:
+            self._set(failed_index, False, failure)
+        kind, func = self._kind, self._func
+        return [Task(self, first + i, kind, func, chunk) for i, chunk in enumerate(chunks)]
 
     def exhausted(self) -> bool:
         return self._source is None
 
     def _set(self, index: int, ok: bool, value: Any) -> None:
+        self._set_many([(index, ok, value)])
+
+    def _set_many(self, outcomes: list[tuple[int, bool, Any]]) -> None:
         if self._progress is not None:
-            self._progress.update(len(value) if ok else 1)
+            self._progress.update(sum(len(value) if ok else 1 for _, ok, value in outcomes))
         with self._cond:
-            self._done[index] = (ok, value)
-            self._order.append(index)
+            done, order = self._done, self._order
+            for index, ok, value in outcomes:
+                done[index] = (ok, value)
+                if not self._ordered:
+                    order.append(index)
             self._cond.notify_all()
 
     def _fail_all(self, exc: BaseException) -> None:

@@ -31,6 +31,8 @@ def _run(task: Task) -> Any:
 class ThreadDispatcher:
     """Runs jobs' tasks on ``processes`` threads of this process (same interface as the process dispatcher)."""
 
+    window_bonus = 0  # imap's read-ahead window stays at max_ahead: threads take one task at a time
+
     def __init__(self, processes: int, initializer: Any, initargs: tuple[Any, ...]) -> None:
         self._cond = threading.Condition(threading.Lock())
         self._state = RUN

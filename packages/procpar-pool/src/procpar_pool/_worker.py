@@ -1,9 +1,13 @@
 """The worker process's loop, and the messages it exchanges with the pool.
 
-Pool -> worker: framed messages on the worker's own socket, each an 8-byte task id then the pickled
-``(kind, func, payload)`` (large buffers beside it in shared memory, see ``_oob``), or an empty message for
-"stop". The id comes first, outside the pickle, so a task
-that cannot be unpickled here (a function the worker cannot import, say) still fails under its own id.
+Pool -> worker: framed messages on the worker's own socket, each carrying tasks of one function: a 4-byte
+count n, a 1-byte layout, n 8-byte task ids, then the message body (see ``_oob``) of ``(kind, func,
+payloads)``; or an empty message for "stop". Layout ``SINGLE``: one task, its payload pickled in the body
+(its large buffers beside it in shared memory). Layout ``BATCH``: each payload is its own small pickle inside
+the body, so that the function is pickled and unpickled once for the lot (most of a short task's cost)
+while an argument that cannot be unpickled here still fails its own task only. The ids come first, outside
+the pickle, so tasks that cannot be unpickled at all (a function the worker cannot import, say) still fail
+under their own ids.
 
 Worker -> pool: the 8-byte task id, then the pickled ``(ok, value)``: the result, or ``(exception, traceback
 text)``.
@@ -18,10 +22,12 @@ from __future__ import annotations
 import itertools
 import signal
 import struct
+import time
 import traceback
 
 from procpar_core import _serializer
-from procpar_sync._wire import read_message_stashed, write_messages
+from procpar_core.reduction import loads
+from procpar_sync._wire import has_message, read_message_stashed, spin_readable, write_messages
 
 from . import _oob
 from ._errors import MaybeEncodingError, PicklingFailedError
@@ -31,10 +37,20 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Callable
 
-__all__ = ["worker_main", "INIT_FAILED", "TASK_ID", "exception_payload"]
+__all__ = ["worker_main", "INIT_FAILED", "TASK_ID", "SINGLE", "BATCH", "batch_header", "exception_payload"]
 
 TASK_ID = struct.Struct("!Q")
+TASK_COUNT = struct.Struct("!IB")
+SINGLE, BATCH = 0, 1
 INIT_FAILED = (1 << 64) - 1
+# How long an idle worker looks for its next task before it sleeps, when the last one came that soon: a
+# sleeping process takes tens of microseconds to wake up, longer than a short task.
+SPIN_SECONDS = 0.0002
+
+
+def batch_header(ids: list[int], layout: int) -> bytes:
+    """The start of a message carrying the tasks ``ids`` (layout ``SINGLE`` or ``BATCH``)."""
+    return struct.pack(f"!IB{len(ids)}Q", len(ids), layout, *ids)
 
 
 def exception_payload(exc: BaseException) -> tuple[BaseException, str]:
@@ -98,25 +114,55 @@ def worker_main(fd_holder: Any, initializer: Callable[..., Any] | None, initargs
     done = 0
     # Only this process reads its socket, so it may read ahead: one read() for several prefetched tasks.
     stash = bytearray(8 + (1 << 16))
+    spinning = False
     while maxtasks is None or done < maxtasks:
         try:
-            message = read_message_stashed(fd, stash)
+            if has_message(stash) or (spinning and spin_readable(fd, SPIN_SECONDS)):
+                message = read_message_stashed(fd, stash)
+            else:
+                started = time.monotonic()
+                message = read_message_stashed(fd, stash)
+                # Tasks come back to back (a loop of apply() calls): look for the next one without sleeping.
+                spinning = time.monotonic() - started < SPIN_SECONDS
         except (EOFError, OSError):
             return  # the pool is gone
         if not message:
             return
-        (task_id,) = TASK_ID.unpack_from(message)
+        count, layout = TASK_COUNT.unpack_from(message)
+        ids = struct.unpack_from(f"!{count}Q", message, TASK_COUNT.size)
         kind = APPLY
         try:
-            kind, func, payload = _oob.loads_message(memoryview(message)[TASK_ID.size :])
-            result = _run(kind, func, payload)
+            kind, func, payloads = _oob.loads_message(memoryview(message)[TASK_COUNT.size + TASK_ID.size * count :])
+            if len(payloads) != count:
+                raise ValueError(f"a message for {count} tasks carried {len(payloads)}")
         except Exception as exc:
-            reply = _encode(task_id, kind, False, exception_payload(exc))
-        else:
-            reply = _encode(task_id, kind, True, result)
-        func = payload = result = None
-        try:
-            write_messages(fd, [reply])
-        except OSError:
-            return
-        done += 1
+            failure = exception_payload(exc)
+            replies = [_encode(task_id, kind, False, failure) for task_id in ids]
+            try:
+                write_messages(fd, replies)
+            except OSError:
+                return
+            done += count
+            continue
+        del message
+        for task_id, payload in zip(ids, payloads, strict=True):
+            try:
+                if layout == BATCH:
+                    try:
+                        payload = loads(payload)
+                    except Exception as exc:
+                        raise PicklingFailedError(f"the task's arguments could not be unpickled in the worker: "
+                                                  f"{type(exc).__name__}: {exc}") from exc
+                result = _run(kind, func, payload)
+            except Exception as exc:
+                reply = _encode(task_id, kind, False, exception_payload(exc))
+            else:
+                reply = _encode(task_id, kind, True, result)
+            payload = result = None
+            # Each reply goes at once: a task that crashes the worker must not take finished ones with it.
+            try:
+                write_messages(fd, [reply])
+            except OSError:
+                return
+            done += 1
+        func = payloads = None

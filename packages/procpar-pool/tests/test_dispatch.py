@@ -1,0 +1,91 @@
+"""How the process pool's dispatcher hands out work: batches, shares, and workers started on demand."""
+
+from __future__ import annotations
+
+import random
+import threading
+from typing import Any
+
+import pool_targets as t
+import pytest
+
+from procpar_pool import PicklingFailedError, Pool
+from procpar_pool._dispatch import _share
+
+pytestmark = pytest.mark.timeout(90)
+
+
+def _one_at_a_time(slots: list[tuple[int, int]], count: int) -> list[int]:
+    """The rule _share computes at once: each task to the slot holding fewest (first on ties), within room."""
+    taken = [0] * len(slots)
+    for _ in range(count):
+        open_ = [i for i, (room, _) in enumerate(slots) if taken[i] < room]
+        if not open_:
+            break
+        best = min(open_, key=lambda i: slots[i][1] + taken[i])
+        taken[best] += 1
+    return taken
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_share_hands_out_tasks_as_one_at_a_time_would(seed: int) -> None:
+    rng = random.Random(seed)
+    for _ in range(2000):
+        slots = [(rng.randint(1, 64), rng.randint(0, 64)) for _ in range(rng.randint(1, 8))]
+        count = rng.randint(1, sum(room for room, _ in slots))
+        assert _share(slots, count) == _one_at_a_time(slots, count), (slots, count)
+
+
+def test_share_evens_out_idle_and_busy_workers() -> None:
+    assert _share([(4, 0), (4, 0)], 8) == [4, 4]
+    assert _share([(64, 0), (60, 4)], 10) == [7, 3]
+    assert _share([(2, 0), (64, 0)], 10) == [2, 8]
+
+
+def test_an_unpicklable_item_fails_alone_among_batched_ones(ctx: Any) -> None:
+    # One worker, so that the five tasks travel together.
+    with Pool(1, context=ctx) as pool:
+        it = pool.imap(t.square, [1, 2, threading.Lock(), 4, 5])
+        assert [next(it), next(it)] == [1, 4]
+        with pytest.raises(PicklingFailedError, match=r"item #0 of the chunk \(lock"):
+            next(it)
+        assert list(it) == [16, 25]
+
+
+def test_an_item_the_worker_cannot_unpickle_fails_alone(ctx: Any) -> None:
+    with Pool(1, context=ctx) as pool:
+        it = pool.imap(t.identity, [1, t.FailsToLoad(), 3])
+        assert next(it) == 1
+        with pytest.raises(PicklingFailedError, match=r"could not be unpickled in the worker.*refuses to be"):
+            next(it)
+        assert list(it) == [3]
+
+
+def test_tasks_of_different_functions_interleaved(ctx: Any) -> None:
+    with Pool(2, context=ctx) as pool:
+        results = [(f, i, pool.apply_async(f, (i,))) for i in range(60) for f in (t.square, t.identity)]
+        assert all(r.get(60) == f(i) for f, i, r in results)
+        assert pool.starmap(t.add, [(i, i) for i in range(100)], chunksize=1) == [2 * i for i in range(100)]
+
+
+def test_lambdas_travel_in_batches_with_cloudpickle(ctx: Any) -> None:
+    pytest.importorskip("cloudpickle")
+    offset = 3
+    with Pool(1, context=ctx) as pool:
+        assert list(pool.imap(lambda x: x + offset, range(50))) == [x + 3 for x in range(50)]
+
+
+def test_workers_start_on_demand(ctx: Any) -> None:
+    with Pool(3, context=ctx) as pool:
+        dispatcher = pool._dispatcher
+        assert len(dispatcher._workers) == 1  # the first result waits for one start only
+        assert pool.apply(t.square, (3,)) == 9
+        assert len(dispatcher._workers) == 1
+        assert pool.apply(t.square, (4,)) == 16  # the pool has served: it grows to its size now
+        assert len(dispatcher._workers) == 3
+    with Pool(3, context=ctx) as pool:
+        assert pool.map(t.square, range(12), chunksize=1) == [x * x for x in range(12)]  # work for all
+        assert len(pool._dispatcher._workers) == 3
+    with Pool(3, context=ctx) as pool:
+        assert len(pool._pool) == 3  # looking at the workers starts them
+        assert len({p.pid for p in pool._pool}) == 3
