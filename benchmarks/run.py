@@ -294,13 +294,32 @@ def bench_pool_imap(count: int) -> dict[str, float]:
     return _on_pools(3, measure)
 
 
-def bench_pool_apply(rounds: int) -> dict[str, float]:
-    def measure(pool: Any) -> float:
+def _apply_latencies(pool: Any, calls: int, pause: float = 0.0) -> list[float]:
+    samples = []
+    for _ in range(calls):
+        if pause:
+            time.sleep(pause)
         t0 = time.perf_counter()
         pool.apply(trivial, (1,))
-        return (time.perf_counter() - t0) * 1e6
+        samples.append((time.perf_counter() - t0) * 1e6)
+    return samples
 
-    return _on_pools(rounds, measure, warm_up=lambda pool: [pool.apply(trivial, (1,)) for _ in range(50)])
+
+def bench_pool_apply(rounds: int, pause: float = 0.0) -> dict[str, float]:
+    """Median latency of ``apply`` called again and again (``pause`` seconds idle before each call); the two
+    pools take turns by blocks of 100 calls, so that each one sees its own calls back to back."""
+    results: dict[str, list[float]] = {}
+    pools = _pools()
+    try:
+        for pool in pools.values():
+            _apply_latencies(pool, 50)
+        for _ in range(max(1, rounds // 100)):
+            for name, pool in pools.items():
+                results.setdefault(name, []).extend(_apply_latencies(pool, 100, pause))
+    finally:
+        for pool in pools.values():
+            pool.terminate()
+    return {name: _median(v) for name, v in results.items()}
 
 
 def bench_pool_arrays(count: int) -> dict[str, float]:
@@ -385,6 +404,7 @@ WORKLOADS: dict[str, tuple[str, str, float, Callable[[bool], dict[str, float]]]]
     "pool-map": ("it/s", "higher", 2.0, lambda q: bench_pool_map(200_000)),
     "pool-imap": ("it/s", "higher", 3.0, lambda q: bench_pool_imap(5_000 if q else 20_000)),
     "pool-apply-latency": ("us", "lower", 0.3, lambda q: bench_pool_apply(300 if q else 2000)),
+    "pool-apply-after-idle": ("us", "lower", 0.0, lambda q: bench_pool_apply(200 if q else 600, pause=0.002)),
     "pool-arrays": ("MB/s", "higher", 5.0, lambda q: bench_pool_arrays(4 if q else 16)),
     "pool-first-result": ("ms", "lower", 0.5, lambda q: bench_pool_first_result(5 if q else 20)),
     "manager-call-latency": ("us", "lower", 0.0, lambda q: bench_manager_calls(1000 if q else 5000)),
