@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 from typing import Any
 
 import pool_targets as t
@@ -89,3 +90,19 @@ def test_workers_start_on_demand(ctx: Any) -> None:
     with Pool(3, context=ctx) as pool:
         assert len(pool._pool) == 3  # looking at the workers starts them
         assert len({p.pid for p in pool._pool}) == 3
+
+
+def test_a_busy_worker_is_not_sent_more_than_a_socketful(ctx: Any) -> None:
+    # Queued behind a running task, too many bytes could fill the worker's socket and block the dispatcher:
+    # a worker holding tasks is sent at most 64 KiB more at a time, the rest waits its turn.
+    with Pool(1, context=ctx, prefetch=64) as pool:
+        slow = pool.apply_async(t.sleep_then, ("slow", 0.5))
+        items = [bytes([i]) * 20_000 for i in range(40)]
+        many = pool.map_async(t.identity, items, chunksize=1)
+        worker = pool._dispatcher._workers[0]
+        deadline = time.monotonic() + 10  # the dispatcher thread may be the one handing them out
+        while len(worker.inflight) < 4 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert len(worker.inflight) == 1 + 3  # 3 x 20 kB fit in 64 KiB; the other 37 wait
+        assert slow.get(30) == "slow"
+        assert many.get(30) == items

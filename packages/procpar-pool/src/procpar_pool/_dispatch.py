@@ -212,6 +212,7 @@ class Dispatcher:
         # A bare thread: threading.Thread.start() waits until the new thread runs, which just after forking
         # (the new workers taking both CPUs) costs more than the forks themselves.
         self._stopped = threading.Event()
+        self._thread_ident = 0
         self._thread_ident = _thread.start_new_thread(self._run, ())
 
     # -- called from user threads --------------------------------------------------------------------------
@@ -226,10 +227,16 @@ class Dispatcher:
         """Start the workers not started yet (the pool begins with one; see __init__)."""
         if len(self._workers) >= self._size or self._state != RUN or self._broken is not None:
             return
+        if threading.get_ident() == self._thread_ident:
+            self._start_missing()  # a callback, in the dispatcher: it holds the mutex already
+            return
         with self._mutex:
-            while len(self._workers) < self._size and self._state == RUN and self._broken is None:
-                self._start_worker()
+            self._start_missing()
         self._wake()  # the dispatcher watches the new workers' sentinels from now on
+
+    def _start_missing(self) -> None:
+        while len(self._workers) < self._size and self._state == RUN and self._broken is None:
+            self._start_worker()
 
     @property
     def state(self) -> str:
@@ -666,9 +673,9 @@ class Dispatcher:
         task.func = task.payload = None  # the message holds them now
         return task.data
 
-    def _encode_batch(self, tasks: list[Task]) -> tuple[bytes | None, list[Task]]:
-        """One message for the tasks (of one function) whose arguments pickle small, and the tasks left for
-        one-by-one messages: those whose arguments hold a buffer for shared memory or cannot be pickled (each
+    def _encode_batch(self, tasks: list[Task]) -> tuple[bytes | None, list[Task], list[Task]]:
+        """One message for the tasks (of one function) whose arguments pickle small, those tasks, and the tasks
+        left for one-by-one messages: those whose arguments hold a buffer for shared memory or cannot be pickled (each
         then fails alone, its culprit named). No message when the function itself must go another way."""
         first = tasks[0]
         payloads: list[bytes] = []
@@ -686,7 +693,7 @@ class Dispatcher:
             payloads.append(pickled)
             batched.append(task)
         if not batched:
-            return None, alone
+            return None, [], alone
         body = (first.kind, first.func, payloads)
         data = None
         if not _needs_by_value(first.func, self._start_method):
@@ -701,17 +708,18 @@ class Dispatcher:
             except Exception:
                 by_value = None
             if by_value is None:
-                return None, tasks  # one by one: each fails with the error that says why
+                return None, [], tasks  # one by one: each fails with the error that says why
             data = _oob.PLAIN + by_value
-        for task in batched:
-            task.func = task.payload = None  # the message holds them now
-        return batch_header([task.id for task in batched], BATCH) + data, alone
+        return batch_header([task.id for task in batched], BATCH) + data, batched, alone
 
     def _messages_for(self, worker: _Worker, planned: list[Task]) -> list[bytes]:
-        """The messages carrying ``planned`` (just assigned to ``worker``): tasks of one function in one
-        batch. A task that cannot be pickled is failed and taken back; a big one only goes to a worker that
-        holds nothing else, and waits (with the tasks after it) when this one does."""
-        held_before = len(worker.inflight) - len(planned)
+        """The messages carrying ``planned`` (just assigned to ``worker``): consecutive tasks of one function in
+        one batch. A task that cannot be pickled is failed and taken back. A worker already holding tasks is
+        sent at most ``_BIG_TASK`` bytes more at a time (a big task only goes to a worker holding nothing):
+        queued behind a running task, more could fill its socket and block this thread. What does not go
+        waits, in order, for the next round."""
+        budget = _BIG_TASK
+        idle = len(worker.inflight) == len(planned)
         messages: list[bytes] = []
         start = 0
         while start < len(planned):
@@ -721,24 +729,27 @@ class Dispatcher:
                 while (end < len(planned) and planned[end].data is None and planned[end].func is first.func
                        and planned[end].kind == first.kind):
                     end += 1
-            alone = planned[start:end]
-            if len(alone) > 1:
-                batch, alone = self._encode_batch(alone)
+            run = planned[start:end]
+            alone = run
+            if len(run) > 1:
+                batch, batched, alone = self._encode_batch(run)
                 if batch is not None:
+                    if not (idle and not messages) and len(batch) > budget:
+                        self._put_back(worker, run + planned[end:])
+                        return messages
+                    budget -= len(batch)
                     messages.append(batch)
+                    for task in batched:
+                        task.func = task.payload = None  # the message holds them now
             for position, task in enumerate(alone):
                 data = self._encode(task)
                 if data is None:
                     self._unassign(worker, task)  # its job holds the pickling error already
                     continue
-                if len(data) > _BIG_TASK and (held_before or messages):
-                    # Queued behind other tasks it could fill the worker's socket and block this thread: it
-                    # waits for a worker holding nothing, and so do the tasks planned after it.
-                    later = alone[position:] + planned[end:]
-                    for waiting in later:
-                        self._unassign(worker, waiting)
-                    self._ready.extendleft(reversed(later))
+                if not (idle and not messages) and len(data) > budget:
+                    self._put_back(worker, alone[position:] + planned[end:])
                     return messages
+                budget -= len(data)
                 messages.append(data)
             start = end
         return messages
@@ -760,6 +771,12 @@ class Dispatcher:
         failure.__cause__ = err
         task.job._set(task.index, False, failure)
         return None
+
+    def _put_back(self, worker: _Worker, tasks: list[Task]) -> None:
+        """Take back tasks assigned to ``worker`` but not sent: they go first, in order, next time."""
+        for task in tasks:
+            self._unassign(worker, task)
+        self._ready.extendleft(reversed(tasks))
 
     @staticmethod
     def _assign(worker: _Worker, task: Task) -> None:
