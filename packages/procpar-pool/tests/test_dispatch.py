@@ -106,3 +106,28 @@ def test_a_busy_worker_is_not_sent_more_than_a_socketful(ctx: Any) -> None:
         assert len(worker.inflight) == 1 + 3  # 3 x 20 kB fit in 64 KiB; the other 37 wait
         assert slow.get(30) == "slow"
         assert many.get(30) == items
+
+
+FORK_WITHOUT_THREADS = """
+import warnings
+import procpar_core
+from procpar_pool import Pool
+import pool_targets as t
+if __name__ == "__main__":
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")  # 3.12+: os.fork() warns when the process has other threads
+        with Pool(3, context=procpar_core.get_context("fork")) as pool:
+            assert pool.apply(t.square, (2,)) == 4
+            assert pool.map(t.square, range(9), chunksize=1) == [x * x for x in range(9)]
+            assert len(pool._pool) == 3
+    print([str(w.message) for w in caught if "multi-threaded" in str(w.message)])
+"""
+
+
+@pytest.mark.skipif("fork" not in __import__("procpar_core").get_all_start_methods(), reason="no fork here")
+def test_workers_are_forked_before_the_dispatcher_thread_exists(run_script: Any) -> None:
+    # The pool's own thread starts after its workers, so forking them does not trip Python's warning about
+    # forking a multi-threaded process.
+    proc = run_script(FORK_WITHOUT_THREADS)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"

@@ -71,7 +71,7 @@ class _Worker:
         self.process = process
         self.conn = conn
         self.fd: int = conn.fileno()
-        self.sentinel: int = getattr(process, "sentinel", -1)
+        self.sentinel = -1  # known once the process has started
         self.inflight: dict[int, Task] = {}
         self.quota = quota  # tasks it may still be given (maxtasksperchild), None: unlimited
         self.deadline: float | None = None  # when its (single, timed) task must be done
@@ -195,6 +195,8 @@ class Dispatcher:
         # share the pool's tracker (one started later would be theirs alone and misreport their segments).
         _oob.ensure_tracker()
         self._served = False  # a result has been delivered: from now on the pool grows to its full size
+        self._stopped = threading.Event()
+        self._thread_ident: int | None = None
         try:
             # One worker now, the others when work needs them (see _grow): the first result does not wait for
             # every fork, as in concurrent.futures, which also starts its processes on demand.
@@ -209,11 +211,8 @@ class Dispatcher:
             os.close(self._wake_r)
             os.close(self._wake_w)
             raise
-        # A bare thread: threading.Thread.start() waits until the new thread runs, which just after forking
-        # (the new workers taking both CPUs) costs more than the forks themselves.
-        self._stopped = threading.Event()
-        self._thread_ident = 0
-        self._thread_ident = _thread.start_new_thread(self._run, ())
+        # The dispatching thread starts when first needed (see _ensure_thread): after the pool has forked its
+        # first workers, which then come from a process with no other thread of ours (as in the stdlib).
 
     # -- called from user threads --------------------------------------------------------------------------
 
@@ -232,11 +231,23 @@ class Dispatcher:
             return
         with self._mutex:
             self._start_missing()
+        self._ensure_thread()
         self._wake()  # the dispatcher watches the new workers' sentinels from now on
 
     def _start_missing(self) -> None:
         while len(self._workers) < self._size and self._state == RUN and self._broken is None:
             self._start_worker()
+
+    def _ensure_thread(self) -> None:
+        """Start the dispatching thread if it is not running yet.
+
+        A bare thread: threading.Thread.start() waits until the new thread runs, which just after forking
+        (the new worker busy on the other CPU) costs more than the fork itself."""
+        if self._thread_ident is not None:
+            return
+        with self._lock:
+            if self._thread_ident is None:
+                self._thread_ident = _thread.start_new_thread(self._run, ())
 
     @property
     def state(self) -> str:
@@ -249,6 +260,7 @@ class Dispatcher:
             if self._broken is not None:
                 raise self._broken
         self._grow()
+        self._ensure_thread()
         with self._lock:
             if self._state != RUN:
                 raise ValueError("Pool not running")
@@ -314,6 +326,7 @@ class Dispatcher:
                 # takes over.
                 wake = (bool(worker.inflight) and not worker.eof) or self._pending_work() or self._state != RUN
             if wake:
+                self._ensure_thread()
                 self._wake()
         return True
 
@@ -353,11 +366,25 @@ class Dispatcher:
         with self._lock:
             if self._state == RUN:
                 self._state = CLOSE
+        self._ensure_thread()
         self._wake()
 
     def terminate(self) -> None:
         with self._lock:
             self._state = TERMINATE
+        try:
+            self._ensure_thread()
+        except RuntimeError:
+            # No thread can start any more (the interpreter is shutting down): stop the workers here.
+            with self._mutex:
+                self._stop_all(PoolClosedError("the pool was terminated before this task finished"))
+            for fd in (self._wake_r, self._wake_w):
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+            self._stopped.set()
+            return
         self._wake()
         if threading.get_ident() != self._thread_ident:
             self._stopped.wait()
@@ -365,6 +392,7 @@ class Dispatcher:
     def join(self, timeout: float | None = None) -> None:
         if self._state == RUN:
             raise ValueError("Pool is still running")
+        self._ensure_thread()
         if threading.get_ident() != self._thread_ident:
             self._stopped.wait(timeout)
 
@@ -406,12 +434,15 @@ class Dispatcher:
         process = self._ctx.Process(target=worker_main, args=(child_end, self._initializer, self._initargs,
                                                               self._maxtasks), daemon=True)
         process.name = process.name.replace("Process", "PoolWorker")
+        # Made before the fork: until the new worker runs, each page the parent writes is copied first.
+        worker = _Worker(process, parent_end, self._maxtasks)
         try:
             process.start()
         finally:
             self._starting = None
             child_end.close()
-        self._workers.append(_Worker(process, parent_end, self._maxtasks))
+        worker.sentinel = process.sentinel
+        self._workers.append(worker)
         self._poll_dirty = True
 
     def _forget(self, worker: _Worker) -> None:
