@@ -33,7 +33,6 @@ _ALIGN = 64
 _SHM_DIR = "/dev/shm"
 PLAIN, _WITH_SEGMENT = b"\0", b"\1"
 _LAYOUT_LENGTH = struct.Struct("!I")
-_POPULATE = getattr(mmap, "MAP_POPULATE", 0)
 
 
 def ensure_tracker() -> None:
@@ -73,10 +72,13 @@ def dumps(obj: Any) -> tuple[bytes, str | None]:
     fd = os.open(_segment_path(name), os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     try:
         os.ftruncate(fd, max(offset, 1))
-        # MAP_POPULATE: the pages are about to be written whole; faulting them in one call is cheaper.
-        with mmap.mmap(fd, max(offset, 1), flags=mmap.MAP_SHARED | _POPULATE) as mapping:
-            for buffer, (start, size) in zip(big, layout, strict=True):
-                mapping[start : start + size] = buffer.raw()
+        # Written with pwrite() rather than through a mapping: the kernel fills each new page as it allocates
+        # it, where a mapping has every page zeroed (and faulted in) before the copy overwrites it.
+        for buffer, (start, size) in zip(big, layout, strict=True):
+            view = buffer.raw()
+            written = 0
+            while written < size:
+                written += os.pwrite(fd, view[written:], start + written)
     except BaseException:
         os.close(fd)
         os.unlink(_segment_path(name))
