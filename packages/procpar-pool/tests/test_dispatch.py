@@ -131,3 +131,16 @@ def test_workers_are_forked_before_the_dispatcher_thread_exists(run_script: Any)
     proc = run_script(FORK_WITHOUT_THREADS)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
+
+
+def test_results_come_back_as_themselves_whatever_their_encoding(ctx: Any) -> None:
+    # Chunks of plain ints or floats travel packed; anything else (bools, huge ints, mixes) by pickle.
+    with Pool(2, context=ctx) as pool:
+        ints = pool.map(t.identity, range(-50, 50))
+        assert ints == list(range(-50, 50)) and all(type(x) is int for x in ints)
+        floats = pool.map(t.identity, [x / 3 for x in range(100)], chunksize=50)
+        assert floats == [x / 3 for x in range(100)] and all(type(x) is float for x in floats)
+        mixed = [True, 2**80, 1, 1.5, None] * 10
+        back = pool.map(t.identity, mixed, chunksize=50)
+        assert back == mixed and [type(x) for x in back] == [type(x) for x in mixed]
+        assert list(pool.imap(t.identity, range(40), chunksize=20)) == list(range(40))

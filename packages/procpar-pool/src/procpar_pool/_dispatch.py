@@ -32,7 +32,7 @@ from procpar_core import _serializer
 from procpar_core.connection import Pipe
 from procpar_core.reduction import loads
 from procpar_core.util import register_after_fork
-from procpar_sync._wire import has_message, read_messages_stashed, spin_readable, write_messages
+from procpar_sync._wire import has_message, read_messages_stashed, spin_readable, unpack_numbers, write_messages
 
 from . import _oob
 from ._errors import (
@@ -57,7 +57,7 @@ RUN, CLOSE, TERMINATE = "RUN", "CLOSE", "TERMINATE"
 # would leave the dispatcher blocked on a full socket.
 _BIG_TASK = 1 << 16
 _POLLIN = select.POLLIN | select.POLLHUP | select.POLLERR
-_PLAIN = _oob.PLAIN[0]
+_PLAIN, _NUMBERS = _oob.PLAIN[0], _oob.NUMBERS[0]
 # Adaptive prefetch: hold about this much work per worker, between these many tasks.
 _QUEUED_SECONDS = 0.002
 _MIN_DEPTH, _MAX_DEPTH = 4, 64
@@ -571,7 +571,13 @@ class Dispatcher:
             (task_id,) = TASK_ID.unpack_from(message)
             body = memoryview(message)[TASK_ID.size :]
             try:
-                ok, value = loads(body[1:]) if body[0] == _PLAIN else _oob.loads_message(body)
+                tag = body[0]
+                if tag == _PLAIN:
+                    ok, value = loads(body[1:])
+                elif tag == _NUMBERS:
+                    ok, value = True, unpack_numbers(body[1:])
+                else:
+                    ok, value = _oob.loads_message(body)
             except Exception as err:
                 ok, value = False, (PicklingFailedError(
                     f"the worker's reply could not be unpickled here: {type(err).__name__}: {err}"), "")

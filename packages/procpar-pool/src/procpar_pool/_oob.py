@@ -26,12 +26,15 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-__all__ = ["THRESHOLD", "PLAIN", "LargeBuffer", "dumps", "dumps_inband", "loads_message", "discard", "ensure_tracker"]
+__all__ = ["THRESHOLD", "PLAIN", "NUMBERS", "LargeBuffer", "dumps", "dumps_inband", "dumps_each_inband",
+           "loads_message", "discard", "ensure_tracker"]
 
 THRESHOLD = 1 << 20  # smaller buffers stay in the pickle: a segment costs more than copying them
 _ALIGN = 64
 _SHM_DIR = "/dev/shm"
 PLAIN, _WITH_SEGMENT = b"\0", b"\1"
+# A reply that is a list of numbers, packed by procpar-sync's _wire.pack_numbers (the outcome is success).
+NUMBERS = b"\2"
 _LAYOUT_LENGTH = struct.Struct("!I")
 
 

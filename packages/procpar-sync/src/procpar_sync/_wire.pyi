@@ -28,3 +28,10 @@ def has_message(stash: Any, /) -> bool:
 
 def spin_readable(fd: int, seconds: float, /) -> bool:
     """Whether ``fd`` became readable within ``seconds`` (at most 1), looking again and again without sleeping."""
+
+def pack_numbers(values: object, /) -> bytes | None:
+    """A non-empty list of exact ints (each fitting in 64 bits) or of exact floats as a tag byte and native
+    8-byte values; None for any other list or object."""
+
+def unpack_numbers(packed: Any, /) -> list[Any]:
+    """The list ``pack_numbers`` packed; ``ValueError`` if ``packed`` is not such a buffer."""
