@@ -144,3 +144,20 @@ def test_results_come_back_as_themselves_whatever_their_encoding(ctx: Any) -> No
         back = pool.map(t.identity, mixed, chunksize=50)
         assert back == mixed and [type(x) for x in back] == [type(x) for x in mixed]
         assert list(pool.imap(t.identity, range(40), chunksize=20)) == list(range(40))
+
+
+def _fails_after(count: int) -> Any:
+    yield from range(count)
+    raise RuntimeError("the source broke")
+
+
+@pytest.mark.parametrize("chunksize", [1, 2])
+def test_an_iterable_that_raises_ends_imap_with_its_error(ctx: Any, chunksize: int) -> None:
+    with Pool(2, context=ctx) as pool:
+        it = pool.imap(t.square, _fails_after(5), chunksize=chunksize)
+        assert [next(it) for _ in range(5)] == [0, 1, 4, 9, 16]  # the items read before the error all run
+        with pytest.raises(RuntimeError, match="the source broke"):
+            next(it)
+        with pytest.raises(StopIteration):
+            next(it)
+        assert pool.apply(t.square, (3,)) == 9

@@ -338,7 +338,6 @@ class Dispatcher:
             return _MIN_DEPTH
         return max(_MIN_DEPTH, min(_MAX_DEPTH, int(_QUEUED_SECONDS / worker.service)))
 
-
     def _pending_work(self) -> bool:
         return bool(self._ready) or any(not job.exhausted() for job in list(self._sources))
 
@@ -354,7 +353,7 @@ class Dispatcher:
                 if task.id not in worker.inflight or worker.eof or worker not in self._workers:
                     return
                 if readable or has_message(worker.stash):
-                    self._read_one(worker)
+                    self._read_available(worker)
                     readable = False
                     continue
             events = poller.poll()
@@ -552,10 +551,6 @@ class Dispatcher:
 
     # -- results ---------------------------------------------------------------------------------------------
 
-    def _read_one(self, worker: _Worker) -> None:
-        """Read at least one reply from ``worker`` (waiting for it), and every other one already there."""
-        self._read_available(worker)
-
     def _read_available(self, worker: _Worker) -> None:
         """Read the replies ``worker`` has sent (one read() usually brings several; at least one, waiting for
         it) and hand them to their jobs, each job once."""
@@ -623,7 +618,7 @@ class Dispatcher:
         while not worker.eof:
             if not has_message(worker.stash) and not select.select([worker.fd], [], [], 0)[0]:
                 break
-            self._read_one(worker)
+            self._read_available(worker)
         worker.process.join(5)
         exitcode = worker.process.exitcode
         self._forget(worker)

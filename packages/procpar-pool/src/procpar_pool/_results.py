@@ -264,13 +264,16 @@ class IMapIterator(Job):
                 ended = len(chunks) < room
             else:
                 for _ in range(room):
-                    chunk = list(itertools.islice(source, size))
-                    if not chunk:
+                    chunk: list[Any] = []
+                    chunks.append(chunk)  # filled in place: what was read before an error still runs
+                    chunk.extend(itertools.islice(source, size))
+                    if len(chunk) < size:
                         ended = True
                         break
-                    chunks.append(chunk)
         except Exception as exc:
             failure = exc  # the caller's iterable raised: that is the outcome of the next position
+        if chunks and not chunks[-1]:
+            chunks.pop()
         with self._cond:
             first = self._taken
             self._taken += len(chunks)
