@@ -264,16 +264,15 @@ class IMapIterator(Job):
                 ended = len(chunks) < room
             else:
                 for _ in range(room):
-                    chunk: list[Any] = []
-                    chunks.append(chunk)  # filled in place: what was read before an error still runs
-                    chunk.extend(itertools.islice(source, size))
-                    if len(chunk) < size:
+                    # As in the stdlib (and its tests), a chunk cut short by an error in the iterable is
+                    # dropped: the error stands in its place.
+                    chunk = list(itertools.islice(source, size))
+                    if not chunk:
                         ended = True
                         break
+                    chunks.append(chunk)
         except Exception as exc:
             failure = exc  # the caller's iterable raised: that is the outcome of the next position
-        if chunks and not chunks[-1]:
-            chunks.pop()
         with self._cond:
             first = self._taken
             self._taken += len(chunks)
