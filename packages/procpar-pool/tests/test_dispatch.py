@@ -1,4 +1,4 @@
-"""How the process pool's dispatcher hands out work: batches, shares, and workers started on demand."""
+"""How the process pool's dispatcher hands out work: batches, shares, encodings, and how its workers start."""
 
 from __future__ import annotations
 
@@ -76,20 +76,12 @@ def test_lambdas_travel_in_batches_with_cloudpickle(ctx: Any) -> None:
         assert list(pool.imap(lambda x: x + offset, range(50))) == [x + 3 for x in range(50)]
 
 
-def test_workers_start_on_demand(ctx: Any) -> None:
-    with Pool(3, context=ctx) as pool:
-        dispatcher = pool._dispatcher
-        assert len(dispatcher._workers) == 1  # the first result waits for one start only
-        assert pool.apply(t.square, (3,)) == 9
-        assert len(dispatcher._workers) == 1
-        assert pool.apply(t.square, (4,)) == 16  # the pool has served: it grows to its size now
-        assert len(dispatcher._workers) == 3
-    with Pool(3, context=ctx) as pool:
-        assert pool.map(t.square, range(12), chunksize=1) == [x * x for x in range(12)]  # work for all
+def test_every_worker_starts_with_the_pool(ctx: Any) -> None:
+    # As in the stdlib: Pool() starts its processes (an initializer warms them all up before the first task).
+    with Pool(3, context=ctx, initializer=t.remember, initargs=(7,)) as pool:
         assert len(pool._dispatcher._workers) == 3
-    with Pool(3, context=ctx) as pool:
-        assert len(pool._pool) == 3  # looking at the workers starts them
         assert len({p.pid for p in pool._pool}) == 3
+        assert pool.map(t.initialized, range(6), chunksize=1) == [[7]] * 6
 
 
 def test_a_busy_worker_is_not_sent_more_than_a_socketful(ctx: Any) -> None:

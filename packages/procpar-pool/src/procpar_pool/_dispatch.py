@@ -185,7 +185,9 @@ class Dispatcher:
         self._wake_pending = False
         self._poll_dirty = True
         self._watched: set[int] = set()  # worker sockets in the dispatcher's poll set
-        self._starting: Any = None
+        # Sockets of workers made but not started yet: a child forked meanwhile must close them (see
+        # _close_in_child), except its own end, which it keeps.
+        self._unstarted: list[Any] = []
         # Chunks an imap may read ahead beyond its default window, to keep deep worker queues fed (set by _fill).
         self.window_bonus = 0
         # A child forked from here (a worker, or any other process) must not hold the pool's fds: a worker
@@ -194,15 +196,18 @@ class Dispatcher:
         # Large buffers travel in shared memory registered with the resource tracker; the workers must
         # share the pool's tracker (one started later would be theirs alone and misreport their segments).
         _oob.ensure_tracker()
-        self._served = False  # a result has been delivered: from now on the pool grows to its full size
         self._stopped = threading.Event()
-        self._thread_ident: int | None = None
         try:
-            # One worker now, the others when work needs them (see _grow): the first result does not wait for
-            # every fork, as in concurrent.futures, which also starts its processes on demand.
-            self._start_worker()
+            # Everything the workers need is made before the first fork: until a new worker runs, each page
+            # the parent writes is copied first, and the workers wait for the CPU the parent holds.
+            prepared = [self._prepare_worker() for _ in range(processes)]
+            for worker, child_end in prepared:
+                self._launch_worker(worker, child_end)
         except BaseException:
             # A worker could not start: stop the ones that did rather than leak them.
+            for conn in self._unstarted:
+                conn.close()
+            self._unstarted.clear()
             for worker in self._workers:
                 worker.process.terminate()
             for worker in self._workers:
@@ -211,43 +216,18 @@ class Dispatcher:
             os.close(self._wake_r)
             os.close(self._wake_w)
             raise
-        # The dispatching thread starts when first needed (see _ensure_thread): after the pool has forked its
-        # first workers, which then come from a process with no other thread of ours (as in the stdlib).
+        # Started after the workers, which so come from a process without another thread of ours (Python 3.12+
+        # warns about forking a multi-threaded process). A bare thread: threading.Thread.start() waits until
+        # the new thread runs, which just after forking (the new workers taking the CPUs) costs more than a
+        # fork.
+        self._thread_ident = _thread.start_new_thread(self._run, ())
 
     # -- called from user threads --------------------------------------------------------------------------
 
     @property
     def processes(self) -> list[Any]:
-        """The live workers' Process objects (the stdlib's ``Pool._pool``): all of them, started now if needed."""
-        self._grow()
+        """The live workers' Process objects (the stdlib's ``Pool._pool``)."""
         return [worker.process for worker in self._workers]
-
-    def _grow(self) -> None:
-        """Start the workers not started yet (the pool begins with one; see __init__)."""
-        if len(self._workers) >= self._size or self._state != RUN or self._broken is not None:
-            return
-        if threading.get_ident() == self._thread_ident:
-            self._start_missing()  # a callback, in the dispatcher: it holds the mutex already
-            return
-        with self._mutex:
-            self._start_missing()
-        self._ensure_thread()
-        self._wake()  # the dispatcher watches the new workers' sentinels from now on
-
-    def _start_missing(self) -> None:
-        while len(self._workers) < self._size and self._state == RUN and self._broken is None:
-            self._start_worker()
-
-    def _ensure_thread(self) -> None:
-        """Start the dispatching thread if it is not running yet.
-
-        A bare thread: threading.Thread.start() waits until the new thread runs, which just after forking
-        (the new worker busy on the other CPU) costs more than the fork itself."""
-        if self._thread_ident is not None:
-            return
-        with self._lock:
-            if self._thread_ident is None:
-                self._thread_ident = _thread.start_new_thread(self._run, ())
 
     @property
     def state(self) -> str:
@@ -259,11 +239,6 @@ class Dispatcher:
                 raise ValueError("Pool not running")
             if self._broken is not None:
                 raise self._broken
-        self._grow()
-        self._ensure_thread()
-        with self._lock:
-            if self._state != RUN:
-                raise ValueError("Pool not running")
             self._sources.append(job)
         if self._mutex.acquire(False):
             try:
@@ -288,8 +263,6 @@ class Dispatcher:
         """
         if self._state != RUN or self._broken is not None or self._sources or self._ready:
             return False
-        if self._served:
-            self._grow()
         if not self._mutex.acquire(False):
             return False
         try:
@@ -318,7 +291,6 @@ class Dispatcher:
             self._interrupted()
             raise
         finally:
-            self._served = True
             with self._mutex:
                 worker.claimed = False
                 # It still holds a task (this call was interrupted), work queued up meanwhile for lack of an
@@ -326,7 +298,6 @@ class Dispatcher:
                 # takes over.
                 wake = (bool(worker.inflight) and not worker.eof) or self._pending_work() or self._state != RUN
             if wake:
-                self._ensure_thread()
                 self._wake()
         return True
 
@@ -365,25 +336,11 @@ class Dispatcher:
         with self._lock:
             if self._state == RUN:
                 self._state = CLOSE
-        self._ensure_thread()
         self._wake()
 
     def terminate(self) -> None:
         with self._lock:
             self._state = TERMINATE
-        try:
-            self._ensure_thread()
-        except RuntimeError:
-            # No thread can start any more (the interpreter is shutting down): stop the workers here.
-            with self._mutex:
-                self._stop_all(PoolClosedError("the pool was terminated before this task finished"))
-            for fd in (self._wake_r, self._wake_w):
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
-            self._stopped.set()
-            return
         self._wake()
         if threading.get_ident() != self._thread_ident:
             self._stopped.wait()
@@ -391,7 +348,6 @@ class Dispatcher:
     def join(self, timeout: float | None = None) -> None:
         if self._state == RUN:
             raise ValueError("Pool is still running")
-        self._ensure_thread()
         if threading.get_ident() != self._thread_ident:
             self._stopped.wait(timeout)
 
@@ -417,30 +373,39 @@ class Dispatcher:
                 os.close(fd)
             except OSError:
                 pass
-        for conn in [w.conn for w in self._workers] + ([self._starting] if self._starting is not None else []):
+        for conn in [w.conn for w in self._workers] + self._unstarted:
             try:
                 conn.close()
             except OSError:
                 pass
         self._workers = []
+        self._unstarted = []
 
     # -- workers ---------------------------------------------------------------------------------------------
 
     def _start_worker(self) -> None:
+        self._launch_worker(*self._prepare_worker())
+
+    def _prepare_worker(self) -> tuple[_Worker, Any]:
+        """A worker's socket pair and Process object, not started (its end of the pair comes with it)."""
         parent_end, child_end = Pipe(duplex=True)
-        # Known before the fork, so that the new worker closes it too (see _close_in_child).
-        self._starting = parent_end
+        self._unstarted += [parent_end, child_end]
         process = self._ctx.Process(target=worker_main, args=(child_end, self._initializer, self._initargs,
                                                               self._maxtasks), daemon=True)
         process.name = process.name.replace("Process", "PoolWorker")
-        # Made before the fork: until the new worker runs, each page the parent writes is copied first.
-        worker = _Worker(process, parent_end, self._maxtasks)
+        return _Worker(process, parent_end, self._maxtasks), child_end
+
+    def _launch_worker(self, worker: _Worker, child_end: Any) -> None:
+        self._unstarted.remove(child_end)  # the new worker keeps this one
         try:
-            process.start()
+            worker.process.start()
+        except BaseException:
+            worker.conn.close()
+            raise
         finally:
-            self._starting = None
+            self._unstarted.remove(worker.conn)
             child_end.close()
-        worker.sentinel = process.sentinel
+        worker.sentinel = getattr(worker.process, "sentinel", -1)
         self._workers.append(worker)
         self._poll_dirty = True
 
