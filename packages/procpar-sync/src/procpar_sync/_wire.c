@@ -248,20 +248,28 @@ stash_read(int fd, stash_header *hdr, unsigned char *data, size_t cap, int socke
     }
 }
 
+/* The arguments (fd, x[, socket_first]) of the readers and of write_messages: 0, or -1 with an exception. */
+static int
+fd_and_flag(const char *usage, PyObject *const *args, Py_ssize_t nargs, int *fd, int *socket_first)
+{
+    if (nargs != 2 && nargs != 3) {
+        PyErr_Format(PyExc_TypeError, "%s takes 2 or 3 arguments", usage);
+        return -1;
+    }
+    *fd = fd_from(args[0]);
+    if (*fd < 0)
+        return -1;
+    *socket_first = nargs == 3 ? PyObject_IsTrue(args[2]) : 0;
+    return *socket_first < 0 ? -1 : 0;
+}
+
 /* Parse (fd, stash[, socket_first]) and run `body` over the stash. */
 static PyObject *
 with_stash(const char *name, PyObject *const *args, Py_ssize_t nargs,
            PyObject *(*body)(int, stash_header *, unsigned char *, size_t, int))
 {
-    if (nargs != 2 && nargs != 3) {
-        PyErr_Format(PyExc_TypeError, "%s(fd, stash[, socket_first]) takes 2 or 3 arguments", name);
-        return NULL;
-    }
-    int fd = fd_from(args[0]);
-    if (fd < 0)
-        return NULL;
-    int socket_first = nargs == 3 ? PyObject_IsTrue(args[2]) : 0;
-    if (socket_first < 0)
+    int fd, socket_first;
+    if (fd_and_flag(name, args, nargs, &fd, &socket_first) < 0)
         return NULL;
     Py_buffer view;
     if (PyObject_GetBuffer(args[1], &view, PyBUF_WRITABLE) < 0)
@@ -279,7 +287,7 @@ with_stash(const char *name, PyObject *const *args, Py_ssize_t nargs,
 static PyObject *
 wire_read_message_stashed(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    return with_stash("read_message_stashed", args, nargs, stash_read);
+    return with_stash("read_message_stashed(fd, stash[, socket_first])", args, nargs, stash_read);
 }
 
 /* One message as stash_read, then every other whole message the stash holds, without more I/O. */
@@ -317,7 +325,7 @@ stash_read_all(int fd, stash_header *hdr, unsigned char *data, size_t cap, int s
 static PyObject *
 wire_read_messages_stashed(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    return with_stash("read_messages_stashed", args, nargs, stash_read_all);
+    return with_stash("read_messages_stashed(fd, stash[, socket_first])", args, nargs, stash_read_all);
 }
 
 static PyObject *
@@ -420,15 +428,8 @@ writev_all(int fd, struct iovec *iov, int count, int socket_first)
 static PyObject *
 wire_write_messages(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 2 && nargs != 3) {
-        PyErr_SetString(PyExc_TypeError, "write_messages(fd, messages[, socket_first]) takes 2 or 3 arguments");
-        return NULL;
-    }
-    int fd = fd_from(args[0]);
-    if (fd < 0)
-        return NULL;
-    int socket_first = nargs == 3 ? PyObject_IsTrue(args[2]) : 0;
-    if (socket_first < 0)
+    int fd, socket_first;
+    if (fd_and_flag("write_messages(fd, messages[, socket_first])", args, nargs, &fd, &socket_first) < 0)
         return NULL;
     PyObject *seq = PySequence_Fast(args[1], "write_messages() needs a sequence of bytes");
     if (seq == NULL)
