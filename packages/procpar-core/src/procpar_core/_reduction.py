@@ -135,6 +135,30 @@ class _ThreadPickler:
 _picklers = _thread._local()
 
 
+def _claim_pickler(buffer_callback: Callable[[PickleBuffer], Any] | None) -> _ThreadPickler | None:
+    """This thread's pickler, ready for ``buffer_callback`` and procpar's reducers; None while it is busy (a
+    reducer pickling from inside a dump): the caller then uses a fresh one. Give it back with
+    ``_release_pickler``."""
+    state: _ThreadPickler | None = getattr(_picklers, "state", None)
+    if state is None:
+        state = _picklers.state = _ThreadPickler()
+    if state.busy:
+        return None
+    table = _current_table()
+    if state.pickler.dispatch_table is not table:
+        state.pickler.dispatch_table = table
+    state.busy = True
+    state.on_buffer = buffer_callback
+    return state
+
+
+def _release_pickler(state: _ThreadPickler) -> None:
+    state.busy = False
+    state.on_buffer = None
+    state.chunks.clear()
+    state.pickler.clear_memo()
+
+
 def dumps_bytes(obj: Any, buffer_callback: Callable[[PickleBuffer], Any] | None = None) -> bytes:
     """``dumps`` as ``bytes``, reusing one pickler per thread: the hot path of every send and put.
 
@@ -142,27 +166,17 @@ def dumps_bytes(obj: Any, buffer_callback: Callable[[PickleBuffer], Any] | None 
     between objects. A reducer that pickles from inside a dump (re-entry) gets a fresh pickler.
     ``buffer_callback`` is pickle's (protocol 5): a falsy return sends that buffer out of band.
     """
-    state: _ThreadPickler | None = getattr(_picklers, "state", None)
+    state = _claim_pickler(buffer_callback)
     if state is None:
-        state = _picklers.state = _ThreadPickler()
-    if state.busy:
         buf = io.BytesIO()
         ForkingPickler(buf, buffer_callback=buffer_callback).dump(obj)
         return buf.getvalue()
-    pickler, chunks = state.pickler, state.chunks
-    table = _current_table()
-    if pickler.dispatch_table is not table:
-        pickler.dispatch_table = table
-    state.busy = True
-    state.on_buffer = buffer_callback
+    chunks = state.chunks
     try:
-        pickler.dump(obj)
+        state.pickler.dump(obj)
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
     finally:
-        state.busy = False
-        state.on_buffer = None
-        chunks.clear()
-        pickler.clear_memo()
+        _release_pickler(state)
 
 
 def dumps_each(objs: Iterable[Any], buffer_callback: Callable[[PickleBuffer], Any] | None = None
@@ -171,26 +185,17 @@ def dumps_each(objs: Iterable[Any], buffer_callback: Callable[[PickleBuffer], An
 
     For many small objects at once: the thread's pickler is looked up and checked once for the lot.
     """
-    state: _ThreadPickler | None = getattr(_picklers, "state", None)
+    results: list[bytes | Exception] = []
+    state = _claim_pickler(buffer_callback)
     if state is None:
-        state = _picklers.state = _ThreadPickler()
-    if state.busy:
-        out: list[bytes | Exception] = []
         for obj in objs:
             try:
-                out.append(dumps_bytes(obj, buffer_callback))
+                results.append(dumps_bytes(obj, buffer_callback))
             except Exception as exc:
-                out.append(exc)
-        return out
-    pickler, chunks = state.pickler, state.chunks
-    table = _current_table()
-    if pickler.dispatch_table is not table:
-        pickler.dispatch_table = table
-    dump, clear_memo, join = pickler.dump, pickler.clear_memo, b"".join
-    results: list[bytes | Exception] = []
-    append = results.append
-    state.busy = True
-    state.on_buffer = buffer_callback
+                results.append(exc)
+        return results
+    chunks = state.chunks
+    dump, clear_memo, join, append = state.pickler.dump, state.pickler.clear_memo, b"".join, results.append
     try:
         for obj in objs:
             try:
@@ -201,10 +206,7 @@ def dumps_each(objs: Iterable[Any], buffer_callback: Callable[[PickleBuffer], An
             chunks.clear()
             clear_memo()
     finally:
-        state.busy = False
-        state.on_buffer = None
-        chunks.clear()
-        pickler.clear_memo()
+        _release_pickler(state)
     return results
 
 

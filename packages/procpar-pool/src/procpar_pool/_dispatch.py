@@ -155,6 +155,15 @@ def _cloudpickle_dumps(obj: Any) -> bytes | None:
     return bytes(cloudpickle.dumps(obj, protocol=5))
 
 
+def _by_value(body: Any) -> bytes | None:
+    """A message body pickled by cloudpickle (functions by value); None when that cannot be done."""
+    try:
+        pickled = _cloudpickle_dumps(body)
+    except Exception:
+        return None
+    return None if pickled is None else _oob.PLAIN + pickled
+
+
 _NO_CLOUDPICKLE = ("lambdas, closures, nested functions and functions defined in an interactive session can "
                    "be sent to workers with cloudpickle: pip install 'procpar-pool[cloudpickle]'")
 
@@ -700,13 +709,9 @@ class Dispatcher:
                 pass
         if data is None:
             # The function goes by value (a lambda, a closure, an interactive session's function).
-            try:
-                by_value = _cloudpickle_dumps(body)
-            except Exception:
-                by_value = None
-            if by_value is None:
+            data = _by_value(body)
+            if data is None:
                 return None, [], tasks  # one by one: each fails with the error that says why
-            data = _oob.PLAIN + by_value
         return batch_header([task.id for task in batched], BATCH) + data, batched, alone
 
     def _messages_for(self, worker: _Worker, planned: list[Task]) -> list[bytes]:
@@ -759,7 +764,7 @@ class Dispatcher:
             try:
                 data = _cloudpickle_dumps(body)
             except Exception:
-                data = None
+                data = None  # cloudpickle is there but cannot pickle it either
             else:
                 if data is not None:
                     return _oob.PLAIN + data
@@ -775,20 +780,16 @@ class Dispatcher:
             self._unassign(worker, task)
         self._ready.extendleft(reversed(tasks))
 
-    @staticmethod
-    def _assign(worker: _Worker, task: Task) -> None:
+    @classmethod
+    def _assign(cls, worker: _Worker, task: Task) -> None:
         """``worker`` holds ``task`` from now on (the caller sends it)."""
-        if not worker.inflight:
-            worker.busy_since = time.monotonic()
-        worker.inflight[task.id] = task
-        if worker.quota is not None:
-            worker.quota -= 1
+        cls._assign_many(worker, [task])
         if task.time_limit is not None:
             worker.deadline = time.monotonic() + task.time_limit
 
     @staticmethod
     def _assign_many(worker: _Worker, tasks: list[Task]) -> None:
-        """``_assign`` for tasks without a time limit."""
+        """``worker`` holds ``tasks`` (none with a time limit: see ``_assign``) from now on."""
         inflight = worker.inflight
         if not inflight:
             worker.busy_since = time.monotonic()

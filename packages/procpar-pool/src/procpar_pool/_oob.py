@@ -102,16 +102,10 @@ def _refuse_large(buffer: Any) -> bool:
     return True  # in band
 
 
-def dumps_inband(obj: Any) -> bytes:
-    """``obj`` pickled, buffers in band (a plain pickle, not a message body); ``LargeBuffer`` if one of its
-    buffers is large enough for shared memory (``dumps`` is then the way)."""
-    if _serializer.get_serializer() != "pickle":
-        return bytes(_serializer.serialize(obj))
-    return dumps_bytes(obj, _refuse_large)
-
-
 def dumps_each_inband(objs: list[Any]) -> list[bytes | Exception]:
-    """``dumps_inband`` of each object: its pickle, or the exception (``LargeBuffer`` included) it raised."""
+    """Each object pickled with its buffers in band (a plain pickle, not a message body), or the exception it
+    raised: ``LargeBuffer`` when one of its buffers is large enough for shared memory (``dumps`` is then the
+    way)."""
     if _serializer.get_serializer() != "pickle":
         out: list[bytes | Exception] = []
         for obj in objs:
@@ -121,6 +115,14 @@ def dumps_each_inband(objs: list[Any]) -> list[bytes | Exception]:
                 out.append(exc)
         return out
     return dumps_each(objs, _refuse_large)
+
+
+def dumps_inband(obj: Any) -> bytes:
+    """``dumps_each_inband`` of one object, raising its error."""
+    (pickled,) = dumps_each_inband([obj])
+    if isinstance(pickled, Exception):
+        raise pickled
+    return pickled
 
 
 def loads_message(body: memoryview) -> Any:
