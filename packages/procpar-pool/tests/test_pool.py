@@ -326,6 +326,15 @@ def test_initializer(ctx: Any) -> None:
         Pool(1, initializer=3)
 
 
+def test_default_map_chunks_are_eight_per_worker(pool: Any) -> None:
+    # Smaller than the stdlib's four per worker, so that the last chunks go to whichever worker is free.
+    assert len(pool._pool) == 2
+    result = pool.map_async(t.square, range(161))  # 161 / 16 -> chunks of 11
+    assert result.get(60) == [i * i for i in range(161)]
+    assert [b - a for a, b in zip(result._offsets, result._offsets[1:], strict=False)] == [11] * 14 + [7]
+    assert pool.map(t.square, range(3)) == [0, 1, 4]
+
+
 def test_bad_arguments() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         Pool(0)

@@ -21,6 +21,9 @@ if TYPE_CHECKING:
 
 __all__ = ["Pool", "ThreadPool"]
 
+# How many chunks map() cuts per worker when no chunksize is given.
+_CHUNKS_PER_WORKER = 8
+
 
 def _check_time_limit(task_timeout: float | None) -> float | None:
     if task_timeout is None:
@@ -154,7 +157,10 @@ class Pool:
         # Sequences are sliced, not copied: a chunk of a range is a range, which pickles in a few bytes.
         items: Any = iterable if isinstance(iterable, (list, tuple, range)) else list(iterable)
         if chunksize is None:
-            chunksize, extra = divmod(len(items), self._processes * 4)
+            # Eight chunks per worker (the stdlib cuts four): a worker holds at most four at a time, so the
+            # last ones go to whichever finishes first, and a worker slowed down (sharing its CPU with the
+            # dispatcher, say) leaves less for the end. Pool(2).map of 200k short calls: ~10% faster here.
+            chunksize, extra = divmod(len(items), self._processes * _CHUNKS_PER_WORKER)
             if extra:
                 chunksize += 1
         elif not isinstance(chunksize, int) or chunksize < 1:
