@@ -24,7 +24,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-ARENA_SIZE = 1 << 16
+# Pages of a memfd cost nothing until touched, so an arena can be roomy: fewer mappings and fds.
+ARENA_SIZE = 1 << 20
 _ALIGN = 8
 
 
@@ -72,12 +73,13 @@ class Arena:
         assert_spawning(self)
         return (_rebuild_arena, (self.ident, self.size, DupFd(self.fd)))
 
-    def __del__(self) -> None:
+    def __del__(self, _close: Any = os.close) -> None:
+        # os.close is bound at definition: at interpreter exit the module's globals may already be gone.
         fd = getattr(self, "fd", -1)
         if fd >= 0:
             self.fd = -1
             try:
-                os.close(fd)
+                _close(fd)
             except OSError:
                 pass
 

@@ -1,8 +1,15 @@
 """Lock, RLock, Semaphore, BoundedSemaphore, Condition, Event and Barrier shared between processes.
 
-Each lock or semaphore is one compiled semaphore (``_psem``) in an arena slot. Its ``acquire``/``release``
-are the compiled methods themselves, so an uncontended pair costs two C calls. The objects travel to
-children inside the ``Process`` object only (``assert_spawning``), as the stdlib's do.
+Each lock or semaphore is one compiled object (``_psem.Semaphore``) over a slot of an arena. Its ``acquire``
+and ``release`` are the compiled methods themselves, so an uncontended pair costs two C calls. The objects
+travel to children inside the ``Process`` object only (``assert_spawning``), as the stdlib's do.
+
+A process that dies holding a lock (docs/reliability.md): a ``Lock``'s or ``RLock``'s shared word is its
+holder's identity, so a waiter can tell that the holder died and take the lock over. What it is told depends
+on ``on_owner_death``: ``"warn"`` (the default: the acquire succeeds and an ``AbandonedLockWarning`` names the
+dead process), ``"recover"`` (silently; procpar's own locks, whose users repair what they protect) or
+``"wait"`` (the stdlib's behaviour: wait forever). A ``Semaphore`` is a counter that any process may release,
+so only the units a process took in a ``with`` block count as its own; those are given back if it dies there.
 """
 
 from __future__ import annotations
@@ -16,6 +23,17 @@ from procpar_core.reduction import assert_spawning
 from procpar_core.util import register_after_fork
 
 from . import _arena
+from ._psem import (
+    RECOVER,
+    WAIT,
+    WARN,
+    AbandonedLockWarning,
+    WaitList,
+    process_tag,
+    slot_size,
+    tag_alive,
+    wait_list_size,
+)
 from ._psem import Semaphore as _Psem
 
 TYPE_CHECKING = False
@@ -23,7 +41,8 @@ if TYPE_CHECKING:
     from typing import Any, Callable
 
 __all__ = ["SemLock", "Lock", "RLock", "Semaphore", "BoundedSemaphore", "Condition", "Event", "Barrier",
-           "BrokenBarrierError", "SEM_VALUE_MAX"]
+           "BrokenBarrierError", "SEM_VALUE_MAX", "AbandonedLockWarning", "set_owner_death_policy",
+           "get_owner_death_policy"]
 
 SEM_VALUE_MAX = 2**31 - 1
 BrokenBarrierError = threading.BrokenBarrierError
@@ -31,20 +50,52 @@ BrokenBarrierError = threading.BrokenBarrierError
 SEMAPHORE = 0
 RECURSIVE_MUTEX = 1
 
+_POLICIES = {"wait": WAIT, "recover": RECOVER, "warn": WARN}
+_default_policy = "warn"
+# The `with` holders a user semaphore remembers (more at once are not tracked: their units are not given back
+# if they die).
+_HOLDERS = 16
+# How many waiters a Condition (and so an Event) can have at once; each costs 24 bytes of shared memory.
+CONDITION_WAITERS = 256
 
-def _new_sem(value: int, maxvalue: int, recursive: bool) -> tuple[Any, tuple[Any, ...]]:
-    arena, offset = _arena.allocate(8)
-    sem = _Psem(arena.buffer, offset, value, maxvalue, True, recursive)
-    return sem, (arena, offset, maxvalue, recursive)
+
+def set_owner_death_policy(policy: str) -> None:
+    """What locks and semaphores created from now on do when a process dies holding them.
+
+    ``"warn"`` (default): the next acquirer takes over and an ``AbandonedLockWarning`` names the dead process.
+    ``"recover"``: the same, silently. ``"wait"``: wait for it forever, as the stdlib does.
+    """
+    global _default_policy
+    _policy_code(policy)
+    _default_policy = policy
+
+
+def get_owner_death_policy() -> str:
+    """The policy given to new locks and semaphores (see ``set_owner_death_policy``)."""
+    return _default_policy
+
+
+def _policy_code(policy: str | None) -> int:
+    name = _default_policy if policy is None else policy
+    try:
+        return _POLICIES[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"on_owner_death must be one of {sorted(_POLICIES)}, not {policy!r}") from None
 
 
 class SemLock:
     """Base of the lock and semaphore classes: one shared compiled semaphore."""
 
-    def __init__(self, kind: int, value: int, maxvalue: int, *, ctx: Any = None) -> None:
+    def __init__(self, kind: int, value: int, maxvalue: int, *, ctx: Any = None, mutex: bool = False,
+                 holders: int = 0, on_owner_death: str | None = None) -> None:
         if value < 0:
             raise ValueError(f"semaphore initial value must be >= 0, not {value}")
-        self._semlock, self._state = _new_sem(value, maxvalue, kind == RECURSIVE_MUTEX)
+        recursive = kind == RECURSIVE_MUTEX
+        policy = _policy_code(on_owner_death)
+        arena, offset = _arena.allocate(slot_size(mutex=mutex, holders=holders))
+        self._semlock = _Psem(arena.buffer, offset, value, maxvalue, True, recursive, mutex=mutex, holders=holders,
+                              policy=policy)
+        self._state = (arena, offset, maxvalue, recursive, mutex, holders, policy)
         self._kind = kind
         self._make_methods()
         register_after_fork(self, SemLock._after_fork)
@@ -60,28 +111,37 @@ class SemLock:
         return bool(self._semlock.__enter__())
 
     def __exit__(self, *args: object) -> None:
-        self._semlock.release()
+        self._semlock.__exit__()
 
     def __getstate__(self) -> tuple[Any, ...]:
         assert_spawning(self)
         return (self._state, self._kind)
 
     def __setstate__(self, state: tuple[Any, ...]) -> None:
-        (arena, offset, maxvalue, recursive), self._kind = state
-        self._semlock = _Psem(arena.buffer, offset, 0, maxvalue, False, recursive)
-        self._state = (arena, offset, maxvalue, recursive)
+        self._state, self._kind = state
+        arena, offset, maxvalue, recursive, mutex, holders, policy = self._state
+        self._semlock = _Psem(arena.buffer, offset, 0, maxvalue, False, recursive, mutex=mutex, holders=holders,
+                              policy=policy)
         self._make_methods()
         register_after_fork(self, SemLock._after_fork)
 
     def _value(self) -> int:
         return int(self._semlock.get_value())
 
+    def locked(self) -> bool:
+        """True if it is held (a lock) or has no unit left (a semaphore) right now."""
+        return bool(self._semlock.is_zero())
+
 
 class Semaphore(SemLock):
-    """A counting semaphore shared between processes; ``acquire(block=True, timeout=None)``."""
+    """A counting semaphore shared between processes; ``acquire(block=True, timeout=None)``.
 
-    def __init__(self, value: int = 1, *, ctx: Any = None) -> None:
-        super().__init__(SEMAPHORE, value, SEM_VALUE_MAX, ctx=ctx)
+    Units taken in a ``with`` block belong to the taking process until the block ends, and are given back if
+    it dies inside it (see ``on_owner_death``); units taken with ``acquire()`` are a counter anyone releases.
+    """
+
+    def __init__(self, value: int = 1, *, ctx: Any = None, on_owner_death: str | None = None) -> None:
+        super().__init__(SEMAPHORE, value, SEM_VALUE_MAX, ctx=ctx, holders=_HOLDERS, on_owner_death=on_owner_death)
 
     def get_value(self) -> int:
         return self._value()
@@ -93,28 +153,40 @@ class Semaphore(SemLock):
 class BoundedSemaphore(Semaphore):
     """A semaphore that refuses (``ValueError``) to be released above its initial value."""
 
-    def __init__(self, value: int = 1, *, ctx: Any = None) -> None:
-        SemLock.__init__(self, SEMAPHORE, value, value, ctx=ctx)
+    def __init__(self, value: int = 1, *, ctx: Any = None, on_owner_death: str | None = None) -> None:
+        SemLock.__init__(self, SEMAPHORE, value, value, ctx=ctx, holders=_HOLDERS, on_owner_death=on_owner_death)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__}(value={self._value()}, maxvalue={self._semlock.maxvalue})>"
 
 
-class Lock(SemLock):
-    """A non-recursive lock shared between processes; releasing it while unlocked raises ``ValueError``."""
+def _counter(value: int, maxvalue: int = SEM_VALUE_MAX, *, ctx: Any = None) -> SemLock:
+    """A plain shared counter for procpar's own bookkeeping (no holders: units are never anyone's)."""
+    return SemLock(SEMAPHORE, value, maxvalue, ctx=ctx, on_owner_death="wait")
 
-    def __init__(self, *, ctx: Any = None) -> None:
-        super().__init__(SEMAPHORE, 1, 1, ctx=ctx)
+
+class Lock(SemLock):
+    """A non-recursive lock shared between processes; releasing it while unlocked raises ``ValueError``.
+
+    ``on_owner_death``: what happens when a process dies holding it (``"warn"``, ``"recover"``, ``"wait"``;
+    see ``set_owner_death_policy``).
+    """
+
+    def __init__(self, *, ctx: Any = None, on_owner_death: str | None = None) -> None:
+        super().__init__(SEMAPHORE, 1, 1, ctx=ctx, mutex=True, on_owner_death=on_owner_death)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__}(owner={_owner(self._semlock)})>"
 
 
 class RLock(SemLock):
-    """A recursive lock shared between processes; only its owner may release it (else ``AssertionError``)."""
+    """A recursive lock shared between processes; only its owner may release it (else ``AssertionError``).
 
-    def __init__(self, *, ctx: Any = None) -> None:
-        super().__init__(RECURSIVE_MUTEX, 1, 1, ctx=ctx)
+    ``on_owner_death`` as for ``Lock``.
+    """
+
+    def __init__(self, *, ctx: Any = None, on_owner_death: str | None = None) -> None:
+        super().__init__(RECURSIVE_MUTEX, 1, 1, ctx=ctx, mutex=True, on_owner_death=on_owner_death)
 
     def __repr__(self) -> str:
         sem = self._semlock
@@ -129,36 +201,60 @@ def _owner(sem: Any) -> str:
         from procpar_core import current_process
 
         return f"{current_process().name}|{threading.current_thread().name}"
-    if sem.get_value() == 1:
+    holder = sem.holder()
+    if holder == 0 or (holder is None and sem.get_value() > 0):
         return "None"
-    return "SomeOtherThread" if sem.count() > 0 else "SomeOtherProcess"
+    return "SomeOtherThread" if holder == os.getpid() or sem.count() > 0 else "SomeOtherProcess"
+
+
+class _CountView:
+    """What the stdlib's Condition exposes as ``_sleeping_count`` and friends: a ``get_value()``."""
+
+    __slots__ = ("_read",)
+
+    def __init__(self, read: Callable[[], int]) -> None:
+        self._read = read
+
+    def get_value(self) -> int:
+        return int(self._read())
+
+    _get_value = get_value
+
+
+def _zero() -> int:
+    return 0
 
 
 class Condition:
     """A condition variable shared between processes, over a Lock or RLock (a new RLock by default).
 
-    Waiters count themselves in ``_sleeping_count``; ``notify`` wakes up to n of them through ``_wait_semaphore`` and
-    waits until each has taken its wake-up (``_woken_count``), so a notification is never lost or delivered twice,
-    and waiters that timed out are discounted first.
+    Each waiter sleeps on a slot of its own in shared memory; ``notify(n)`` wakes the ``n`` oldest live ones, so
+    a notification is never lost, never delivered twice, and never spent on a process that died waiting.
     """
 
     def __init__(self, lock: Any | None = None, *, ctx: Any = None) -> None:
-        self._lock = lock if lock is not None else RLock(ctx=ctx)
-        self._sleeping_count = Semaphore(0, ctx=ctx)
-        self._woken_count = Semaphore(0, ctx=ctx)
-        self._wait_semaphore = Semaphore(0, ctx=ctx)
+        self._lock = lock if lock is not None else RLock(ctx=ctx, on_owner_death="recover")
+        capacity = CONDITION_WAITERS
+        arena, offset = _arena.allocate(wait_list_size(capacity))
+        self._waiters = WaitList(arena.buffer, offset, capacity, True)
+        self._shared = (arena, offset, capacity)
         self._make_methods()
 
     def _make_methods(self) -> None:
         self.acquire = self._lock.acquire
         self.release = self._lock.release
+        # The stdlib's attribute names, read by CPython's tests: the sleepers, and nothing else pending.
+        self._sleeping_count = _CountView(self._waiters.sleepers)
+        self._woken_count = self._wait_semaphore = _CountView(_zero)
 
     def __getstate__(self) -> tuple[Any, ...]:
         assert_spawning(self)
-        return (self._lock, self._sleeping_count, self._woken_count, self._wait_semaphore)
+        return (self._lock, self._shared)
 
     def __setstate__(self, state: tuple[Any, ...]) -> None:
-        self._lock, self._sleeping_count, self._woken_count, self._wait_semaphore = state
+        self._lock, self._shared = state
+        arena, offset, capacity = self._shared
+        self._waiters = WaitList(arena.buffer, offset, capacity, False)
         self._make_methods()
 
     def __enter__(self) -> bool:
@@ -169,7 +265,7 @@ class Condition:
 
     def __repr__(self) -> str:
         try:
-            waiters = self._sleeping_count._semlock.get_value() - self._woken_count._semlock.get_value()
+            waiters: object = self._waiters.sleepers()
         except Exception:
             waiters = "unknown"
         return f"<{type(self).__name__}({self._lock}, {waiters})>"
@@ -181,36 +277,20 @@ class Condition:
     def wait(self, timeout: float | None = None) -> bool:
         """Release the lock, wait for a notification (or ``timeout``), re-acquire; False on timeout."""
         self._check_owned("wait()")
-        self._sleeping_count.release()
+        slot = self._waiters.enroll()
         depth = self._lock._semlock.count()
         for _ in range(depth):
             self._lock.release()
         try:
-            return bool(self._wait_semaphore.acquire(True, timeout))
+            return bool(self._waiters.sleep(slot, timeout))
         finally:
-            self._woken_count.release()
             for _ in range(depth):
                 self._lock.acquire()
 
     def notify(self, n: int = 1) -> None:
         """Wake up to ``n`` waiting processes or threads."""
         self._check_owned("notify()")
-        if self._wait_semaphore.acquire(False):
-            raise AssertionError("notify: a wake-up was left unclaimed")
-        # Waiters that timed out released _woken_count without being woken: drop them from the sleeper count.
-        while self._woken_count.acquire(False):
-            if not self._sleeping_count.acquire(False):
-                raise AssertionError("notify: more wake-ups than sleepers")
-        woken = 0
-        while woken < n and self._sleeping_count.acquire(False):
-            self._wait_semaphore.release()
-            woken += 1
-        if woken:
-            for _ in range(woken):
-                self._woken_count.acquire()
-            # A waiter that timed out just now may have left its wake-up unclaimed: take it back.
-            while self._wait_semaphore.acquire(False):
-                pass
+        self._waiters.notify(n)
 
     def notify_all(self) -> None:
         """Wake every waiter."""
@@ -237,8 +317,8 @@ class Event:
     """A flag shared between processes: ``set``, ``clear``, ``is_set`` and ``wait(timeout)``."""
 
     def __init__(self, *, ctx: Any = None) -> None:
-        self._cond = Condition(Lock(ctx=ctx), ctx=ctx)
-        self._flag = Semaphore(0, ctx=ctx)
+        self._cond = Condition(Lock(ctx=ctx, on_owner_death="recover"), ctx=ctx)
+        self._flag = _counter(0, ctx=ctx)
 
     def is_set(self) -> bool:
         with self._cond:
@@ -274,32 +354,40 @@ class Event:
 
 
 _FILLING, _DRAINING, _RESETTING, _BROKEN = 0, 1, -1, -2
+# How often a barrier's waiters look for parties that died inside it.
+_BARRIER_CHECK = 0.2
 
 
 class Barrier:
     """A barrier for ``parties`` processes or threads, with ``action``, ``timeout``, ``abort`` and ``reset``.
 
-    Its state (filling, draining, resetting, broken) and the count of waiters live in shared memory under
-    its condition's lock.
+    Its state (filling, draining, resetting, broken), the count of waiters and who they are live in shared
+    memory under its condition's lock. A party that dies inside ``wait()`` does not wedge the barrier: once the
+    others have left, its place is given up, and a party that died releasing the others breaks it.
     """
 
     def __init__(self, parties: int, action: Callable[[], object] | None = None,
                  timeout: float | None = None, *, ctx: Any = None) -> None:
         if parties < 1:
             raise ValueError("parties must be >= 1")
-        arena, offset = _arena.allocate(16)
+        # state, count, then one process identity per party inside wait()
+        arena, offset = _arena.allocate(16 + 8 * parties)
         self._shared = (arena, offset)
-        self._cond = Condition(Lock(ctx=ctx), ctx=ctx)
+        self._cond = Condition(Lock(ctx=ctx, on_owner_death="recover"), ctx=ctx)
         self._action = action
         self._timeout = timeout
         self._parties = parties
         self._attach()
         self._ints[0] = _FILLING
         self._ints[1] = 0
+        for i in range(parties):
+            self._inside[i] = 0
 
     def _attach(self) -> None:
         arena, offset = self._shared
-        self._ints = memoryview(arena.buffer)[offset : offset + 16].cast("q")
+        view = memoryview(arena.buffer)[offset : offset + 16 + 8 * self._parties]
+        self._ints = view[:16].cast("q")
+        self._inside = view[16:].cast("Q")
 
     def __getstate__(self) -> tuple[Any, ...]:
         assert_spawning(self)
@@ -345,24 +433,64 @@ class Barrier:
         """
         if timeout is None:
             timeout = self._timeout
+        deadline = None if timeout is None else time.monotonic() + timeout
+        me = process_tag()
         with self._cond:
-            self._wait_while_draining(timeout)
+            self._wait_while_draining(deadline)
+            if self._count >= self._parties:
+                self._forget_dead()  # full but not released: the releasing party died
+                raise BrokenBarrierError
             index = self._count
             self._count = index + 1
+            place = self._enter(me)
             try:
                 if index + 1 == self._parties:
                     self._release_all()
                 else:
-                    self._wait_for_release(timeout)
+                    self._wait_for_release(deadline)
                 return index
             finally:
+                if place >= 0:
+                    self._inside[place] = 0
                 self._count = self._count - 1
                 self._wake_if_drained()
 
-    def _wait_while_draining(self, timeout: float | None) -> None:
-        while self._state in (_DRAINING, _RESETTING):
-            if not self._cond.wait_for(lambda: self._state not in (_DRAINING, _RESETTING), timeout):
-                raise BrokenBarrierError
+    def _enter(self, me: int) -> int:
+        for place in range(self._parties):
+            if self._inside[place] == 0:
+                self._inside[place] = me
+                return place
+        return -1
+
+    def _forget_dead(self) -> None:
+        """Called with the lock held after a waiter's slice: dead parties must not hold the barrier up."""
+        if self._state == _FILLING:
+            if self._count >= self._parties:
+                # Full but still filling, and we hold the lock: the party releasing the others (running the
+                # action) died. The stdlib breaks the barrier when the action raises; so does this.
+                self._break()
+            # A party that arrived and then died still counts as arrived, as in the stdlib.
+            return
+        # Draining, resetting or broken: the dead will never leave by themselves.
+        for place in range(self._parties):
+            tag = int(self._inside[place])
+            if tag and not tag_alive(tag):
+                self._inside[place] = 0
+                self._count = self._count - 1
+        self._wake_if_drained()
+
+    def _sliced_wait(self, predicate: Callable[[], bool], deadline: float | None) -> bool:
+        while not predicate():
+            remaining = _BARRIER_CHECK if deadline is None else min(_BARRIER_CHECK, deadline - time.monotonic())
+            if remaining <= 0:
+                return False
+            if not self._cond.wait(remaining):
+                self._forget_dead()
+        return True
+
+    def _wait_while_draining(self, deadline: float | None) -> None:
+        if not self._sliced_wait(lambda: self._state not in (_DRAINING, _RESETTING), deadline):
+            raise BrokenBarrierError
         if self._state < 0:
             raise BrokenBarrierError
 
@@ -376,8 +504,8 @@ class Barrier:
             self._break()
             raise
 
-    def _wait_for_release(self, timeout: float | None) -> None:
-        if not self._cond.wait_for(lambda: self._state != _FILLING, timeout):
+    def _wait_for_release(self, deadline: float | None) -> None:
+        if not self._sliced_wait(lambda: self._state != _FILLING, deadline):
             self._break()
             raise BrokenBarrierError
         if self._state < 0:
@@ -412,5 +540,3 @@ class Barrier:
             return f"<{type(self).__name__}: broken>"
         return f"<{type(self).__name__}: waiters={self.n_waiting}/{self.parties}>"
 
-
-del os
