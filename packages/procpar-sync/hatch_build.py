@@ -9,8 +9,8 @@ from typing import Any
 
 from hatchling.builders.hooks.plugin.interface import BuildHookInterface
 
-# _psem: the process-shared semaphore; _wire: framed messages for the queues.
-MODULES = ("_psem", "_wire")
+# _psem: semaphores, owner-aware locks, wait lists; _wire: framed messages; _queue: the queues' death-safe stream.
+MODULES = ("_psem", "_wire", "_queue")
 
 
 class CompileSemaphore(BuildHookInterface):  # type: ignore[misc]

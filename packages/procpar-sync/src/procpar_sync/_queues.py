@@ -34,12 +34,9 @@ from procpar_core.reduction import assert_spawning
 from procpar_core.util import Finalize, debug, info, is_exiting, register_after_fork
 
 from . import _arena
-from ._synchronize import SEM_VALUE_MAX, BoundedSemaphore, Condition, Lock, Semaphore
-from ._wire import read_message as _read_message
-from ._wire import read_message_stashed as _read_message_stashed
-from ._wire import stashed as _stashed
+from . import _queue as _stream
+from ._synchronize import SEM_VALUE_MAX, Condition, Lock, RLock, _counter
 from ._wire import unread as _unread
-from ._wire import write_messages as _write_messages
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -48,8 +45,9 @@ if TYPE_CHECKING:
 __all__ = ["Queue", "SimpleQueue", "JoinableQueue", "Empty", "Full"]
 
 _SENTINEL = object()
-# One page-rounded 64 KiB mapping per queue; only the pages a burst of messages reaches are ever touched.
-_STASH_SIZE = 1 << 16
+# The stream's control block, then 64 KiB of read-ahead shared by every consumer; only the pages a burst of
+# messages reaches are ever touched.
+_STASH_SIZE = _stream.CONTROL_SIZE + (1 << 16)
 # The feeder takes at most this many messages per wake-up (_wire batches them into writev calls).
 _MAX_BATCH = 256
 
@@ -70,9 +68,34 @@ def _wake(wakeup: Any) -> None:
         pass  # already released: the feeder has a wake-up pending
 
 
-def _send_many(writer: Any, payloads: list[bytes]) -> None:
-    """Write framed messages with as few writev calls as the kernel allows."""
-    _write_messages(writer.fileno(), payloads)
+class _LostItem:
+    """Called by the stream for each message lost to a death (its writer died writing it, or a reader taking
+    it): the room it took in the queue is free again, and a JoinableQueue no longer waits for it. Holds what
+    it needs, not the queue, which the feeder thread must not keep alive."""
+
+    __slots__ = ("room", "tasks")
+
+    def __init__(self, room: Any, tasks: Any = None) -> None:
+        self.room = room
+        self.tasks = tasks
+
+    def __call__(self) -> None:
+        try:
+            self.room._semlock.release()
+        except ValueError:
+            pass
+        if self.tasks is not None:
+            cond, unfinished = self.tasks
+            with cond:
+                if unfinished.acquire(False) and unfinished._semlock.is_zero():
+                    cond.notify_all()
+
+
+def _new_stream() -> _arena.Arena:
+    """The shared control block and read-ahead of a queue's stream (see _queue.c)."""
+    arena = _arena.Arena(_STASH_SIZE)
+    _stream.init(arena.buffer)
+    return arena
 
 
 class Queue:
@@ -83,12 +106,13 @@ class Queue:
             maxsize = SEM_VALUE_MAX
         self._maxsize = maxsize
         self._reader, self._writer = _connection.Pipe(duplex=False)
-        self._rlock = Lock(ctx=ctx)
+        # The stream repairs itself when the holder of either lock dies (see _queue.c).
+        self._rlock = Lock(ctx=ctx, on_owner_death="recover")
         self._opid = os.getpid()
-        self._wlock = Lock(ctx=ctx)
-        self._sem = BoundedSemaphore(maxsize, ctx=ctx)
-        # Messages pulled out of the pipe ahead of their get(), shared by every consumer (see _wire.c).
-        self._stash_arena = _arena.Arena(_STASH_SIZE)
+        self._wlock = Lock(ctx=ctx, on_owner_death="recover")
+        self._sem = _counter(maxsize, maxsize, ctx=ctx)
+        # Messages pulled out of the pipe ahead of their get(), shared by every consumer.
+        self._stash_arena = _new_stream()
         self._ignore_epipe = False
         self._reset()
         register_after_fork(self, Queue._after_fork)
@@ -123,6 +147,7 @@ class Queue:
         self._close: Finalize | None = None
         self._poll = self._reader.poll
         self._stash = self._stash_arena.buffer
+        self._on_lost = _LostItem(self._sem)
 
     def put(self, obj: Any, block: bool = True, timeout: float | None = None) -> None:
         """Put ``obj`` in the queue; wait for room if it is full (``queue.Full`` after ``timeout``)."""
@@ -150,8 +175,11 @@ class Queue:
                 wsem = self._wlock._semlock
                 if not buffer and _unread(fd) == 0 and wsem.acquire(False):
                     try:
-                        _write_messages(fd, (payload,))
-                        return
+                        # False: the writer before us died mid-message and the tail is being settled; the
+                        # feeder waits for that.
+                        if _stream.put(fd, self._stash, wsem, self._rlock._semlock, (payload,), False,
+                                       self._on_lost):
+                            return
                     except OSError:
                         pass  # the feeder reports it, as for any write
                     finally:
@@ -170,27 +198,23 @@ class Queue:
         """Remove and return an item; wait for one if empty (``queue.Empty`` after ``timeout``)."""
         if self._closed:
             raise ValueError(f"Queue {self!r} is closed")
+        fd = self._reader.fileno()
         if block and timeout is None:
-            fd = self._reader.fileno()
             with self._rlock._semlock:
-                data = _read_message_stashed(fd, self._stash)
-            self._sem._semlock.release()
+                data = _stream.get(fd, self._stash, self._wlock._semlock, None, self._on_lost)
         else:
             deadline = time.monotonic() + timeout if block and timeout is not None else 0.0
             if not self._rlock.acquire(block, timeout):
                 raise Empty
             try:
-                if not _stashed(self._stash):
-                    if block:
-                        remaining = deadline - time.monotonic()
-                        if not self._poll(remaining):
-                            raise Empty
-                    elif not self._poll():
-                        raise Empty
-                data = _read_message_stashed(self._reader.fileno(), self._stash)
-                self._sem._semlock.release()
+                remaining = max(0.0, deadline - time.monotonic()) if block else 0.0
+                data = _stream.get(fd, self._stash, self._wlock._semlock, remaining, self._on_lost)
             finally:
                 self._rlock.release()
+            if data is None:
+                raise Empty
+        self._sem._semlock.release()
+        assert data is not None
         return _reduction.loads(data)
 
     def qsize(self) -> int:
@@ -198,7 +222,11 @@ class Queue:
         return self._maxsize - self._sem._value()
 
     def empty(self) -> bool:
-        return not _stashed(self._stash) and not self._poll()
+        return not _stream.stashed(self._stash) and not self._poll()
+
+    def _lost(self) -> int:
+        """How many items were lost to a process dying while it wrote or read one (see docs/reliability.md)."""
+        return int(_stream.lost(self._stash))
 
     def full(self) -> bool:
         return bool(self._sem._semlock.is_zero())
@@ -239,8 +267,10 @@ class Queue:
         debug("Queue._start_thread()")
         thread = threading.Thread(
             target=Queue._feed,
-            args=(self._buffer, self._feedlock, self._wakeup, self._idle, functools.partial(_send_many, self._writer),
-                  self._wlock, self._writer.close, self._ignore_epipe, self._sem),
+            args=(self._buffer, self._feedlock, self._wakeup, self._idle,
+                  functools.partial(_stream.put, self._writer.fileno(), self._stash, self._wlock._semlock,
+                                    self._rlock._semlock),
+                  self._wlock, self._writer.close, self._ignore_epipe, self._sem, self._on_lost),
             name="QueueFeederThread",
             daemon=True,
         )
@@ -271,7 +301,7 @@ class Queue:
 
     @staticmethod
     def _feed(buffer: collections.deque[Any], feedlock: Any, wakeup: Any, idle: list[bool], send_many: Any,
-              wlock: Any, writer_close: Any, ignore_epipe: bool, sem: Any) -> None:
+              wlock: Any, writer_close: Any, ignore_epipe: bool, sem: Any, on_lost: Any) -> None:
         debug("starting thread to feed data to pipe")
         while True:
             stop = False
@@ -286,7 +316,7 @@ class Queue:
                 if batch:
                     try:
                         with wlock:
-                            send_many(batch)
+                            send_many(batch, True, on_lost)
                     except Exception as exc:
                         if ignore_epipe and getattr(exc, "errno", 0) == 32:
                             return
@@ -318,8 +348,9 @@ class JoinableQueue(Queue):
 
     def __init__(self, maxsize: int = 0, *, ctx: Any = None) -> None:
         super().__init__(maxsize, ctx=ctx)
-        self._unfinished_tasks = Semaphore(0, ctx=ctx)
-        self._cond = Condition(ctx=ctx)
+        self._unfinished_tasks = _counter(0, ctx=ctx)
+        self._cond = Condition(RLock(ctx=ctx, on_owner_death="recover"), ctx=ctx)
+        self._on_lost = _LostItem(self._sem, (self._cond, self._unfinished_tasks))
 
     def __getstate__(self) -> tuple[Any, ...]:
         return (*Queue.__getstate__(self), self._cond, self._unfinished_tasks)
@@ -327,6 +358,7 @@ class JoinableQueue(Queue):
     def __setstate__(self, state: tuple[Any, ...]) -> None:
         Queue.__setstate__(self, state[:-2])
         self._cond, self._unfinished_tasks = state[-2:]
+        self._on_lost = _LostItem(self._sem, (self._cond, self._unfinished_tasks))
 
     def _buffer_payload(self, payload: bytes) -> None:
         # Counted before the feeder can see it: a consumer's task_done() must never run ahead of the count.
@@ -350,12 +382,17 @@ class JoinableQueue(Queue):
 
 
 class SimpleQueue:
-    """A minimal queue: ``put``, ``get``, ``empty``, ``close``; no feeder thread, no size."""
+    """A minimal queue: ``put``, ``get``, ``empty``, ``close``; no feeder thread, no size.
+
+    Its pipe carries plain connection messages (``concurrent.futures`` reads it with ``Connection.recv``),
+    through the same death-safe stream as ``Queue``.
+    """
 
     def __init__(self, *, ctx: Any = None) -> None:
         self._reader, self._writer = _connection.Pipe(duplex=False)
-        self._rlock = Lock(ctx=ctx)
-        self._wlock = Lock(ctx=ctx)
+        self._rlock = Lock(ctx=ctx, on_owner_death="recover")
+        self._wlock = Lock(ctx=ctx, on_owner_death="recover")
+        self._stream = _new_stream()
         self._poll = self._reader.poll
 
     def close(self) -> None:
@@ -363,21 +400,22 @@ class SimpleQueue:
         self._writer.close()
 
     def empty(self) -> bool:
-        return not self._poll()
+        return not _stream.stashed(self._stream.buffer) and not self._poll()
 
     def __getstate__(self) -> tuple[Any, ...]:
         assert_spawning(self)
-        return (self._reader, self._writer, self._rlock, self._wlock)
+        return (self._reader, self._writer, self._rlock, self._wlock, self._stream)
 
     def __setstate__(self, state: tuple[Any, ...]) -> None:
-        self._reader, self._writer, self._rlock, self._wlock = state
+        self._reader, self._writer, self._rlock, self._wlock, self._stream = state
         self._poll = self._reader.poll
 
     def get(self) -> Any:
         """Remove and return an item, waiting for one."""
         fd = self._reader.fileno()
         with self._rlock._semlock:
-            data = _read_message(fd)
+            data = _stream.get(fd, self._stream.buffer, self._wlock._semlock, None, None)
+        assert data is not None  # no timeout
         return _reduction.loads(data)
 
     def put(self, obj: Any) -> None:
@@ -385,7 +423,11 @@ class SimpleQueue:
         data = _serialize(obj)
         fd = self._writer.fileno()
         with self._wlock._semlock:
-            _write_messages(fd, (data,))
+            _stream.put(fd, self._stream.buffer, self._wlock._semlock, self._rlock._semlock, (data,), True, None)
+
+    def _lost(self) -> int:
+        """How many items were lost to a process dying while it wrote or read one."""
+        return int(_stream.lost(self._stream.buffer))
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} at {id(self):#x}>"

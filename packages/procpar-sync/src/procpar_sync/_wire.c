@@ -23,9 +23,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#define MAX_SHORT 0x7FFFFFFFLL
-/* One writev carries at most this many messages (two iovecs each); IOV_MAX is 1024 on Linux. */
-#define BATCH 256
+#include "_frames.h"
 
 /* Read exactly n bytes. Returns 0 on success, 1 on EOF before any byte (if eof_ok), -1 with an exception. */
 static int
@@ -124,35 +122,6 @@ typedef struct {
     uint32_t end;
 } stash_header;
 
-static int64_t
-parse_frame(const unsigned char *p, size_t avail, size_t *hlen)
-{
-    /* -1: need more bytes; -2: bad length (exception set); else the body size, *hlen its header's size */
-    if (avail < 4)
-        return -1;
-    int32_t s = (int32_t)(((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3]);
-    if (s >= 0) {
-        *hlen = 4;
-        return s;
-    }
-    if (s != -1) {
-        PyErr_Format(PyExc_OSError, "invalid message length %d received: the peer is not speaking this protocol",
-                     (int)s);
-        return -2;
-    }
-    if (avail < 12)
-        return -1;
-    uint64_t size = 0;
-    for (int i = 4; i < 12; i++)
-        size = (size << 8) | p[i];
-    if (size > (uint64_t)PY_SSIZE_T_MAX) {
-        PyErr_Format(PyExc_OSError, "invalid message length %llu received", (unsigned long long)size);
-        return -2;
-    }
-    *hlen = 12;
-    return (int64_t)size;
-}
-
 /* The next message if the stash holds all of it (no I/O): a new reference, or NULL with *failed set when
  * the stash is corrupt or the frame bad (exception set), or NULL with *failed clear when it is incomplete. */
 static PyObject *
@@ -165,7 +134,7 @@ stash_take(stash_header *hdr, unsigned char *data, size_t cap, int *failed)
         *failed = 1;
         return NULL;
     }
-    int64_t size = parse_frame(data + start, end - start, &hlen);
+    int64_t size = pp_parse_frame(data + start, end - start, &hlen);
     if (size == -2) {
         *failed = 1;
         return NULL;
@@ -196,7 +165,7 @@ stash_read(int fd, stash_header *hdr, unsigned char *data, size_t cap, int socke
             return result;
         size_t start = hdr->start, end = hdr->end;
         size_t avail = end - start, hlen = 0;
-        int64_t size = parse_frame(data + start, avail, &hlen);
+        int64_t size = pp_parse_frame(data + start, avail, &hlen);
         if (size >= 0 && hlen + (uint64_t)size > cap) {
             /* Larger than the stash: take the part already stashed, read the rest straight into the result. */
             size_t have = avail - hlen;
@@ -340,7 +309,7 @@ wire_has_message(PyObject *module, PyObject *arg)
         size_t start = hdr->start, end = hdr->end, hlen = 0;
         size_t cap = (size_t)view.len - sizeof(stash_header);
         if (start <= end && end <= cap) {
-            int64_t size = parse_frame((unsigned char *)view.buf + sizeof(stash_header) + start, end - start, &hlen);
+            int64_t size = pp_parse_frame((unsigned char *)view.buf + sizeof(stash_header) + start, end - start, &hlen);
             if (size == -2)
                 whole = 1; /* a bad frame: let the reader raise about it */
             else if (size >= 0 && end - start - hlen >= (uint64_t)size)
@@ -369,102 +338,14 @@ wire_stashed(PyObject *module, PyObject *arg)
     return PyLong_FromLong(n);
 }
 
-static size_t
-put_header(unsigned char *out, Py_ssize_t size)
-{
-    uint64_t n = (uint64_t)size;
-    if ((long long)size <= MAX_SHORT) {
-        for (int i = 3; i >= 0; i--, n >>= 8)
-            out[i] = (unsigned char)(n & 0xff);
-        return 4;
-    }
-    memset(out, 0xff, 4);
-    for (int i = 11; i >= 4; i--, n >>= 8)
-        out[i] = (unsigned char)(n & 0xff);
-    return 12;
-}
-
-/* writev every iovec completely, advancing over partial writes. 0 on success, -1 with an exception. */
-static int
-writev_all(int fd, struct iovec *iov, int count, int socket_first)
-{
-    /* As for reads: a socket with room takes the bytes at once, without releasing the GIL. */
-    int try_now = socket_first;
-    while (count > 0) {
-        ssize_t w = -1;
-        if (try_now) {
-            struct msghdr msg = {.msg_iov = iov, .msg_iovlen = (size_t)(count > IOV_MAX ? IOV_MAX : count)};
-            w = sendmsg(fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
-            if (w < 0 && errno != EINTR)
-                try_now = 0;
-            if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOTSOCK))
-                continue;
-        }
-        else {
-            Py_BEGIN_ALLOW_THREADS
-            w = writev(fd, iov, count > IOV_MAX ? IOV_MAX : count);
-            Py_END_ALLOW_THREADS
-        }
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            PyErr_SetFromErrno(PyExc_OSError);
-            return -1;
-        }
-        size_t left = (size_t)w;
-        while (count > 0 && left >= iov->iov_len) {
-            left -= iov->iov_len;
-            iov++;
-            count--;
-        }
-        if (count > 0) {
-            iov->iov_base = (char *)iov->iov_base + left;
-            iov->iov_len -= left;
-        }
-    }
-    return 0;
-}
-
 static PyObject *
 wire_write_messages(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     int fd, socket_first;
     if (fd_and_flag("write_messages(fd, messages[, socket_first])", args, nargs, &fd, &socket_first) < 0)
         return NULL;
-    PyObject *seq = PySequence_Fast(args[1], "write_messages() needs a sequence of bytes");
-    if (seq == NULL)
+    if (pp_write_frames(fd, args[1], socket_first) < 0)
         return NULL;
-    Py_ssize_t total = PySequence_Fast_GET_SIZE(seq);
-    PyObject **items = PySequence_Fast_ITEMS(seq);
-    struct iovec iov[2 * BATCH];
-    unsigned char headers[BATCH][12];
-    for (Py_ssize_t start = 0; start < total; start += BATCH) {
-        Py_ssize_t end = start + BATCH < total ? start + BATCH : total;
-        int count = 0;
-        for (Py_ssize_t i = start; i < end; i++) {
-            PyObject *item = items[i];
-            if (!PyBytes_Check(item)) {
-                PyErr_Format(PyExc_TypeError, "write_messages() needs bytes, not %.100s", Py_TYPE(item)->tp_name);
-                Py_DECREF(seq);
-                return NULL;
-            }
-            Py_ssize_t size = PyBytes_GET_SIZE(item);
-            iov[count].iov_base = headers[i - start];
-            iov[count].iov_len = put_header(headers[i - start], size);
-            count++;
-            if (size) {
-                iov[count].iov_base = PyBytes_AS_STRING(item);
-                iov[count].iov_len = (size_t)size;
-                count++;
-            }
-        }
-        /* The bytes objects stay alive while the GIL is released: `seq` holds them. */
-        if (writev_all(fd, iov, count, socket_first) < 0) {
-            Py_DECREF(seq);
-            return NULL;
-        }
-    }
-    Py_DECREF(seq);
     Py_RETURN_NONE;
 }
 
