@@ -16,10 +16,10 @@ import time
 from struct import Struct
 
 from . import _serializer
-from ._auth import answer_challenge, deliver_challenge
+from ._auth import ServerHandshake, answer_challenge, deliver_challenge
 from ._errors import AuthenticationError, BufferTooShort
 from ._reduction import DupFd, loads
-from ._util import Finalize, get_temp_dir
+from ._util import SIGNAL_SLICE, Finalize, get_temp_dir, in_main_thread
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs a spawn child ~10 ms
 if TYPE_CHECKING:
@@ -51,11 +51,27 @@ _PIPE_SIZE = 1 << 20
 
 BUFSIZE = 8192
 CONNECTION_TIMEOUT = 20.0
+# How long a peer accepted by an authenticating Listener has to complete the handshake.
+HANDSHAKE_TIMEOUT = CONNECTION_TIMEOUT
 default_family = "AF_UNIX" if sys.platform != "win32" else "AF_INET"
 families = ["AF_INET"] + (["AF_UNIX"] if sys.platform != "win32" else [])
 
-_read = os.read
+_os_read = os.read
 _write = os.write
+
+
+def _wait_again(handle: int) -> None:
+    # A read gave up (a receive timeout of one slice, set for Ctrl-C: see Connection._ready_for_signals), or the
+    # fd is non-blocking: signal handlers have had their chance; sleep until it is readable, a slice at most.
+    _poll_one(handle, SIGNAL_SLICE)
+
+
+def _read(handle: int, size: int) -> bytes:
+    while True:
+        try:
+            return _os_read(handle, size)
+        except BlockingIOError:
+            _wait_again(handle)
 
 
 def _grow_pipe(fd: int) -> None:
@@ -71,7 +87,7 @@ def _grow_pipe(fd: int) -> None:
 class Connection:
     """One end of a message channel over a pipe or a socket file descriptor."""
 
-    __slots__ = ("__weakref__", "_handle", "_readable", "_writable")
+    __slots__ = ("__weakref__", "_handle", "_readable", "_sliced", "_writable")
 
     def __init__(self, handle: int, readable: bool = True, writable: bool = True) -> None:
         handle = handle.__index__()
@@ -82,6 +98,7 @@ class Connection:
         self._handle: int | None = handle
         self._readable = readable
         self._writable = writable
+        self._sliced = False  # reads of the main thread cannot miss a signal (see _ready_for_signals)
 
     # -- state ---------------------------------------------------------------------------------------------
 
@@ -198,7 +215,31 @@ class Connection:
 
     # -- receiving ----------------------------------------------------------------------------------------
 
+    def _ready_for_signals(self, handle: int) -> None:
+        """Before the main thread blocks reading: a signal that comes just before the read starts must not
+        wait for a message that may never come (see procpar_core._util). A socket gets a receive timeout of
+        one slice, set once, so reads return to Python every slice while idle and cost nothing when data is
+        there; a pipe, which has no such option, is waited on in slices first."""
+        if not _is_socket(handle):
+            _poll_one(handle, None)
+            return
+        import socket
+        import struct
+
+        sock = socket.socket(fileno=handle)
+        try:
+            micros = int(SIGNAL_SLICE * 1e6)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", micros // 10**6, micros % 10**6))
+        except OSError:
+            _poll_one(handle, None)
+            return
+        finally:
+            sock.detach()
+        self._sliced = True
+
     def _read_length(self, handle: int) -> int:
+        if not self._sliced and in_main_thread():
+            self._ready_for_signals(handle)
         header = _read(handle, 4)
         if len(header) != 4:
             if not header:
@@ -289,7 +330,11 @@ def _readinto_exact(handle: int, target: memoryview) -> None:
     pos = 0
     size = len(target)
     while pos < size:
-        got = os.readv(handle, [target[pos:]])
+        try:
+            got = os.readv(handle, [target[pos:]])
+        except BlockingIOError:
+            _wait_again(handle)
+            continue
         if not got:
             raise OSError("got end of file during message")
         pos += got
@@ -319,7 +364,7 @@ def _recv_waitall(handle: int, size: int) -> bytes:
     try:
         # A socket object made with socket.setdefaulttimeout() in force would switch the fd to non-blocking.
         sock.settimeout(None)
-        data = sock.recv(size, socket.MSG_WAITALL)
+        data = _recv_all(sock, size)
         if len(data) == size:
             return data
         if not data:
@@ -328,7 +373,7 @@ def _recv_waitall(handle: int, size: int) -> bytes:
         parts = [data]
         got = len(data)
         while got < size:
-            chunk = sock.recv(size - got, socket.MSG_WAITALL)
+            chunk = _recv_all(sock, size - got)
             if not chunk:
                 raise OSError("got end of file during message")
             parts.append(chunk)
@@ -336,6 +381,16 @@ def _recv_waitall(handle: int, size: int) -> bytes:
         return b"".join(parts)
     finally:
         sock.detach()
+
+
+def _recv_all(sock: Any, size: int) -> bytes:
+    import socket
+
+    while True:
+        try:
+            return bytes(sock.recv(size, socket.MSG_WAITALL))
+        except BlockingIOError:
+            _wait_again(sock.fileno())
 
 
 def _read_pipe_body(handle: int, size: int) -> bytes:
@@ -374,11 +429,18 @@ if hasattr(select, "poll"):
     def _poll_one(fd: int, timeout: float | None) -> bool:
         poller = select.poll()
         poller.register(fd, select.POLLIN)
-        if timeout is None or timeout <= 0:
-            return bool(poller.poll(_timeout_ms(timeout)))
+        if timeout is not None and timeout <= 0:
+            return bool(poller.poll(0))
+        # In the main thread no sleep lasts more than a slice: a signal handler runs between two.
+        slice_ms = _timeout_ms(SIGNAL_SLICE) if in_main_thread() else -1
+        if timeout is None:
+            while True:
+                if poller.poll(slice_ms):
+                    return True
         deadline = time.monotonic() + timeout
         while True:
-            if poller.poll(_timeout_ms(timeout)):
+            ms = _timeout_ms(timeout)
+            if poller.poll(ms if slice_ms < 0 else min(ms, slice_ms)):
                 return True
             timeout = deadline - time.monotonic()
             if timeout <= 0:
@@ -420,8 +482,13 @@ def wait(object_list: Iterable[Any], timeout: float | None = None) -> list[Any]:
     for fd in by_fd:
         poller.register(fd, select.POLLIN)
     deadline = None if timeout is None else time.monotonic() + timeout
+    # In the main thread no sleep lasts more than a slice: a signal handler runs between two.
+    slice_ms = _timeout_ms(SIGNAL_SLICE) if in_main_thread() else -1
     while True:
-        events = poller.poll(_timeout_ms(timeout))
+        ms = _timeout_ms(timeout)
+        if slice_ms >= 0 and (ms < 0 or ms > slice_ms):
+            ms = slice_ms
+        events = poller.poll(ms)
         if events:
             ready = {fd for fd, _ in events}
             return [o for o in objects if _fileno_of(o) in ready]
@@ -517,6 +584,11 @@ class _SocketListener:
             self._unlink = Finalize(self, os.unlink, args=(os.fspath(address),), exitpriority=0)
 
     def accept(self) -> Connection:
+        if in_main_thread():
+            _poll_one(self._socket.fileno(), None)  # in slices, for Ctrl-C
+        return self._accept_ready()
+
+    def _accept_ready(self) -> Connection:
         sock, self._last_accepted = self._socket.accept()
         sock.setblocking(True)
         return Connection(sock.detach())
@@ -543,6 +615,8 @@ class Listener:
 
     ``address``: ``(host, port)`` for AF_INET, a path for AF_UNIX; None picks a fresh one. ``authkey``: bytes;
     when given, every accepted peer must pass the HMAC challenge (both ways) before ``accept`` returns.
+    Handshakes run side by side: a peer that stalls in its handshake delays nobody else, and is dropped after
+    ``handshake_timeout`` seconds.
     """
 
     def __init__(
@@ -551,6 +625,8 @@ class Listener:
         family: str | None = None,
         backlog: int = 1,
         authkey: bytes | None = None,
+        *,
+        handshake_timeout: float = HANDSHAKE_TIMEOUT,
     ) -> None:
         family = family or (address and address_type(address)) or default_family
         _validate_family(family)
@@ -560,29 +636,86 @@ class Listener:
             raise ValueError(f"address {address!r} does not belong to family {family}")
         if authkey is not None and not isinstance(authkey, bytes):
             raise TypeError(f"authkey should be a byte string, not {type(authkey).__name__}")
+        if not handshake_timeout > 0:
+            raise ValueError(f"handshake_timeout must be a positive number of seconds, not {handshake_timeout!r}")
         self._listener: _SocketListener | None = _SocketListener(address, family, backlog)
         self._authkey = authkey
+        self._handshake_timeout = float(handshake_timeout)
+        # Peers taken from the socket whose handshake is under way, and the outcomes not handed out yet.
+        self._handshakes: list[ServerHandshake] = []
+        self._done: list[tuple[Connection, Any]] = []
+        self._failures: list[BaseException] = []
+        self._last_accepted: Any = None
 
     def accept(self) -> Connection:
-        """Wait for a peer, authenticate it if an authkey was given, return the connection."""
+        """Wait for a peer, authenticate it if an authkey was given, return the connection.
+
+        A peer that fails the challenge makes this raise ``AuthenticationError`` (as the stdlib's does); one
+        that does not finish its handshake in time, too, with a message that says so.
+        """
         listener = self._listener
         if listener is None:
             raise OSError("listener is closed")
-        conn = listener.accept()
-        if self._authkey is not None:
+        if self._authkey is None:
+            conn = listener.accept()
+            self._last_accepted = listener._last_accepted
+            return conn
+        while True:
+            if self._done:
+                conn, self._last_accepted = self._done.pop(0)
+                return conn
+            if self._failures:
+                raise self._failures.pop(0)
+            self._step(listener)
+
+    def _step(self, listener: _SocketListener) -> None:
+        """Wait (at most until the nearest handshake deadline) and move every handshake that can move."""
+        poller = select.poll()
+        poller.register(listener._socket.fileno(), select.POLLIN)
+        for handshake in self._handshakes:
+            poller.register(handshake.fileno(), select.POLLIN)
+        timeout: float | None = None
+        if self._handshakes:
+            timeout = max(0.0, min(h.deadline for h in self._handshakes) - time.monotonic())
+        if in_main_thread():
+            timeout = SIGNAL_SLICE if timeout is None else min(timeout, SIGNAL_SLICE)
+        ready = {fd for fd, _ in poller.poll(-1 if timeout is None else _timeout_ms(timeout))}
+        if listener._socket.fileno() in ready:
+            conn = listener._accept_ready()
+            address = listener._last_accepted
             try:
-                deliver_challenge(conn, self._authkey)
-                answer_challenge(conn, self._authkey)
+                self._handshakes.append(
+                    ServerHandshake(conn, address, self._authkey or b"", time.monotonic() + self._handshake_timeout))
             except BaseException:
                 conn.close()
                 raise
-        return conn
+        now = time.monotonic()
+        for handshake in list(self._handshakes):
+            try:
+                if handshake.fileno() in ready:
+                    if not handshake.advance():
+                        continue
+                    self._handshakes.remove(handshake)
+                    self._done.append((handshake.connection, handshake.address))
+                elif now >= handshake.deadline:
+                    raise handshake.expired(self._handshake_timeout)
+            except (AuthenticationError, EOFError, OSError) as exc:
+                self._handshakes.remove(handshake)
+                handshake.connection.close()
+                if isinstance(exc, AuthenticationError):
+                    self._failures.append(exc)
+                # a peer that simply left is nobody's business
 
     def close(self) -> None:
         """Close the listening socket (and remove its socket file)."""
         listener = self._listener
         if listener is not None:
             self._listener = None
+            for handshake in self._handshakes:
+                handshake.connection.close()
+            for conn, _ in self._done:
+                conn.close()
+            self._handshakes, self._done, self._failures = [], [], []
             listener.close()
 
     @property
@@ -596,10 +729,9 @@ class Listener:
     @property
     def last_accepted(self) -> Any:
         """The address of the last accepted peer, or None."""
-        listener = self._listener
-        if listener is None:
+        if self._listener is None:
             raise OSError("listener is closed")
-        return listener._last_accepted
+        return self._last_accepted
 
     def __enter__(self) -> "Listener":
         return self

@@ -94,9 +94,8 @@ class ChildPopen(PopenBase):
 
     def wait(self, timeout: float | None = None) -> int | None:
         if self.returncode is None:
-            if timeout is not None:
-                if not _poll_one(self.sentinel, timeout):
-                    return None
-                return self.poll(os.WNOHANG if timeout == 0 else 0)
-            return self.poll(0)
+            # The sentinel first (waited on in slices in the main thread, for Ctrl-C), then reap.
+            if not _poll_one(self.sentinel, timeout):
+                return None
+            return self.poll(os.WNOHANG if timeout == 0 else 0)
         return self.returncode

@@ -287,6 +287,10 @@ class BaseProcess:
             try:
                 self.run()
                 exitcode = 0
+            except KeyboardInterrupt:
+                # The exit sequence must know: it then waits for nothing that might never come.
+                _util._interrupt_exit = True
+                raise
             finally:
                 _util._exit_function()
         except SystemExit as exc:

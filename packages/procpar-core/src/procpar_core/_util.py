@@ -5,6 +5,7 @@ Kept free of heavy imports: it is on the spawn child's bootstrap path.
 
 from __future__ import annotations
 
+import _thread
 import atexit
 import itertools
 import os
@@ -23,9 +24,157 @@ __all__ = [
     "get_temp_dir",
     "is_exiting",
     "close_fds",
+    "SIGNAL_SLICE",
+    "in_main_thread",
+    "wait_in_slices",
+    "exiting_on_interrupt",
+    "process_start_time",
+    "process_alive",
+    "wait_process_exit",
 ]
 
 _exiting = False
+
+# -- waits that always see Ctrl-C --------------------------------------------------------------------------
+#
+# A signal's Python handler runs in the main thread between two bytecodes. A C call that releases the GIL
+# and then sleeps (poll, read, a lock) wakes up for a signal that arrives while it sleeps (EINTR), but not
+# for one that arrives in the instant before the sleep begins: that Ctrl-C would wait for the sleep to end,
+# possibly forever. So no wait of procpar's in the main thread sleeps longer than SIGNAL_SLICE at a time
+# (docs/reliability.md); other threads, which never run signal handlers, sleep as long as they like.
+
+SIGNAL_SLICE = 0.1
+
+
+def _main_thread_ident() -> int:
+    threading = sys.modules.get("threading")
+    if threading is not None:
+        return int(threading.main_thread().ident or _thread.get_ident())
+    return _thread.get_ident()  # threading not imported yet: this is the thread importing us, the main one
+
+
+_main_ident = _main_thread_ident()
+
+
+def _forked_main() -> None:
+    global _main_ident
+    _main_ident = _thread.get_ident()  # the thread that forked is the child's main thread
+
+
+os.register_at_fork(after_in_child=_forked_main)
+
+
+def in_main_thread() -> bool:
+    """True in the thread that runs this process's signal handlers."""
+    return _thread.get_ident() == _main_ident
+
+
+def wait_in_slices(wait: Callable[[float | None], Any], timeout: float | None) -> Any:
+    """``wait(timeout)``, in the main thread cut into calls of at most ``SIGNAL_SLICE`` seconds (so that a
+    signal handler runs between them); returns the first truthy result, or the last result at the timeout."""
+    if _thread.get_ident() != _main_ident:
+        return wait(timeout)
+    if timeout is None:
+        while True:
+            result = wait(SIGNAL_SLICE)
+            if result:
+                return result
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        remaining = deadline - time.monotonic()
+        result = wait(min(SIGNAL_SLICE, max(remaining, 0.0)))
+        if result or remaining <= SIGNAL_SLICE:
+            return result
+
+
+_interrupt_exit = False
+
+
+# -- is that process still there? ----------------------------------------------------------------------------
+
+
+def _proc_stat(pid: int) -> tuple[str, int] | None:
+    """(state letter, start time in clock ticks since boot) of a process, from /proc; None if it is gone.
+    Raises OSError when /proc cannot tell (another platform, a hidden /proc)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        return None
+    except ProcessLookupError:
+        return None
+    # The command name is in parentheses and may hold anything: fields resume after the last ')'.
+    fields = data[data.rindex(b")") + 2 :].split()
+    return fields[0].decode("ascii", "replace"), int(fields[19])
+
+
+def process_start_time(pid: int) -> int | None:
+    """When process ``pid`` started (clock ticks since boot, as ``/proc/<pid>/stat`` says), so that a later
+    look can tell it from another process given the same pid; None if it is gone or this cannot be known."""
+    try:
+        stat = _proc_stat(pid)
+    except (OSError, ValueError, IndexError):
+        return None
+    return None if stat is None else stat[1]
+
+
+def wait_process_exit(pid: int, start_time: int | None, timeout: float) -> bool:
+    """Wait up to ``timeout`` seconds for a process that is not our child to exit; True if it did (or was
+    already gone). Uses a pidfd where there is one, else looks every few milliseconds."""
+    import time
+
+    if not process_alive(pid, start_time):
+        return True
+    pidfd_open = getattr(os, "pidfd_open", None)
+    fd = -1
+    if pidfd_open is not None:
+        try:
+            fd = pidfd_open(pid)
+        except OSError:
+            fd = -1
+    try:
+        if fd >= 0 and process_alive(pid, start_time):  # still the same process now that we hold its pidfd
+            import select
+
+            poller = select.poll()
+            poller.register(fd, select.POLLIN)
+            return bool(poller.poll(max(0, int(timeout * 1000)))) or not process_alive(pid, start_time)
+        deadline = time.monotonic() + timeout
+        while process_alive(pid, start_time):
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.01)
+        return True
+    finally:
+        if fd >= 0:
+            os.close(fd)
+
+
+def process_alive(pid: int, start_time: int | None = None) -> bool:
+    """False if process ``pid`` has exited (a zombie counts as exited), or if ``start_time`` is given and the
+    pid now belongs to a process started at another time; True otherwise (including when nobody can tell)."""
+    if pid == os.getpid():
+        return True
+    try:
+        stat = _proc_stat(pid)
+    except (OSError, ValueError, IndexError):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+    if stat is None or stat[0] in ("Z", "X", "x"):
+        return False
+    return start_time is None or (stat[1] & 0xFFFFFFFF) == (start_time & 0xFFFFFFFF)
+
+
+def exiting_on_interrupt() -> bool:
+    """True once this process is ending because of Ctrl-C (an uncaught ``KeyboardInterrupt``)."""
+    return _interrupt_exit or getattr(sys, "last_type", None) is KeyboardInterrupt
 
 # key -> Finalize; the key orders finalizers: (exitpriority, creation order)
 _finalizer_registry: dict[tuple[Any, int], "Finalize"] = {}
@@ -299,6 +448,30 @@ def close_stdin() -> None:
         sys.stdin = _DevNullStdin()  # type: ignore[assignment,unused-ignore]
 
 
+# After Ctrl-C, how long children get to end by themselves (they saw the same SIGINT, if it came from the
+# terminal) before they are terminated, then killed: a program told to stop must not wait for a child that
+# ignores the signal or is stuck.
+_INTERRUPT_GRACE = 1.0
+
+
+def _stop_children_after_interrupt(active_children: Callable[[], list[Any]]) -> None:
+    import time
+
+    deadline = time.monotonic() + _INTERRUPT_GRACE
+    for child in active_children():
+        child.join(max(0.0, deadline - time.monotonic()))
+    for signal_method in ("terminate", "kill"):
+        alive = [child for child in active_children() if child.exitcode is None]
+        if not alive:
+            return
+        for child in alive:
+            info("interrupted: calling %s() for process %s", signal_method, child.name)
+            getattr(child, signal_method)()
+        deadline = time.monotonic() + 0.5
+        for child in alive:
+            child.join(max(0.0, deadline - time.monotonic()))
+
+
 def _exit_function() -> None:
     """Exit sequence: early finalizers, terminate daemonic children, join the rest, remaining finalizers."""
     global _exiting
@@ -319,6 +492,8 @@ def _exit_function() -> None:
                 popen = child._popen
                 if popen is not None:
                     popen.terminate()
+        if exiting_on_interrupt():
+            _stop_children_after_interrupt(active_children)
         for child in active_children():
             info("calling join() for process %s", child.name)
             child.join()

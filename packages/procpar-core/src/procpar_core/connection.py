@@ -1,9 +1,10 @@
 """Connections between processes: ``Pipe``, ``Listener``, ``Client``, ``wait`` and the HMAC challenge."""
 
-from ._auth import CHALLENGE, FAILURE, WELCOME, answer_challenge, deliver_challenge
+from ._auth import CHALLENGE, FAILURE, WELCOME, answer_challenge, create_response, deliver_challenge, verify_challenge
 from ._connection import (
     BUFSIZE,
     CONNECTION_TIMEOUT,
+    HANDSHAKE_TIMEOUT,
     Client,
     Connection,
     Listener,
@@ -37,4 +38,10 @@ __all__ = [
     "CHALLENGE",
     "WELCOME",
     "FAILURE",
+    "HANDSHAKE_TIMEOUT",
 ]
+
+# The stdlib's private spellings, which its tests and some tools use.
+_CHALLENGE, _WELCOME, _FAILURE = CHALLENGE, WELCOME, FAILURE
+_create_response = create_response
+_verify_challenge = verify_challenge

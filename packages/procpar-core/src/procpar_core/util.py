@@ -18,6 +18,7 @@ from ._log import (
     sub_warning,
 )
 from ._util import (
+    SIGNAL_SLICE,
     Finalize,
     _afterfork_registry,
     _exit_function,
@@ -25,10 +26,16 @@ from ._util import (
     _run_finalizers,
     close_all_fds_except,
     close_fds,
+    exiting_on_interrupt,
     get_temp_dir,
+    in_main_thread,
     is_exiting,
+    process_alive,
+    process_start_time,
     register_after_fork,
     register_before_fork,
+    wait_in_slices,
+    wait_process_exit,
 )
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs a spawn child ~10 ms
@@ -55,6 +62,13 @@ __all__ = [
     "ForkAwareLocal",
     "close_all_fds_except",
     "close_fds",
+    "SIGNAL_SLICE",
+    "in_main_thread",
+    "wait_in_slices",
+    "exiting_on_interrupt",
+    "process_start_time",
+    "process_alive",
+    "wait_process_exit",
 ]
 
 
