@@ -14,7 +14,7 @@ from typing import Any
 
 from procpar_core import util
 
-from ._protocol import RETURN, connect, convert_to_error, dispatch, normalize_address
+from ._protocol import RETURN, connect, convert_to_error, dispatch, normalize_address, server_gone
 
 __all__ = ["thread_connection", "control_call", "drop_thread_connection", "forget_address", "queue_decref",
            "flush_decrefs", "known_authkey", "remember_authkey"]
@@ -61,6 +61,9 @@ def control_call(address: Any, serializer: str, authkey: bytes | None, name: str
     try:
         conn.send((None, name, args, kwds or {}))
         kind, result = conn.recv()
+    except (EOFError, ConnectionError) as exc:
+        drop_thread_connection(address, serializer)
+        raise server_gone(exc, address, f"the request {name!r}") from exc
     except BaseException:
         # Failed or interrupted half-way, it may leave a reply in flight: this connection is spent.
         drop_thread_connection(address, serializer)

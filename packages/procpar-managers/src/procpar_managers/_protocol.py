@@ -14,7 +14,8 @@ from procpar_core.connection import Client, Connection, Listener
 from procpar_core.process import AuthenticationString
 from procpar_core.reduction import ForkingPickler
 
-__all__ = ["Token", "RemoteError", "ManagerNotStartedError", "convert_to_error", "dispatch", "listener_client",
+__all__ = ["Token", "RemoteError", "ManagerNotStartedError", "convert_to_error", "server_gone", "dispatch",
+           "listener_client",
            "RETURN", "ERROR", "PROXY", "TRACEBACK", "UNSERIALIZABLE", "normalize_address", "connect"]
 
 RETURN = "#RETURN"  # value: the method's result, copied
@@ -74,6 +75,17 @@ class ManagerNotStartedError(ValueError):
 def normalize_address(address: Any) -> Any:
     """An address usable as a dict key (XML-RPC turns tuples into lists)."""
     return tuple(address) if isinstance(address, list) else address
+
+
+def server_gone(exc: BaseException, address: Any, what: str) -> BaseException:
+    """The error for a call cut off because the manager's server went away: the same type, saying so."""
+    message = (f"the manager at {address!r} closed the connection during {what}: its server process has ended "
+               f"(it was shut down, or died)")
+    if isinstance(exc, OSError) and exc.errno is not None:
+        error: BaseException = type(exc)(exc.errno, message)
+    else:
+        error = type(exc)(message)
+    return error
 
 
 def convert_to_error(kind: str, result: Any) -> BaseException:

@@ -18,7 +18,7 @@ from procpar_core.context import get_spawning_popen
 from procpar_core.process import AuthenticationString
 
 from . import _connections
-from ._protocol import PROXY, RETURN, Token, convert_to_error, normalize_address
+from ._protocol import PROXY, RETURN, Token, convert_to_error, normalize_address, server_gone
 from ._server import local_server
 
 __all__ = ["BaseProxy", "RebuildProxy", "AutoProxy", "MakeProxyType", "register_proxytype"]
@@ -117,6 +117,9 @@ class BaseProxy:
         try:
             conn.send((self._id, methodname, args, kwds or {}))
             kind, result = conn.recv()
+        except (EOFError, ConnectionError) as exc:
+            _connections.drop_thread_connection(self._token.address, self._serializer)
+            raise server_gone(exc, self._token.address, f"{self._token.typeid}.{methodname}()") from exc
         except BaseException:
             # An interrupted or failed call may leave a reply in flight: this connection is spent.
             _connections.drop_thread_connection(self._token.address, self._serializer)

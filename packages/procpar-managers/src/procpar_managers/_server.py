@@ -3,13 +3,21 @@
 One thread accepts; each connection gets a thread of its own, which authenticates the peer (so a peer that
 stalls its handshake blocks nobody else) and then serves its requests in order until it hangs up. A blocking
 method (``queue.get()``, ``lock.acquire()``) therefore holds only the thread of the connection that called it.
+
+A client that dies loses nothing (docs/reliability.md): an item a ``get()`` took for a client that is gone by
+the time it returns goes back to the front of its queue, and the locks and semaphores a connection still
+holds when it ends are released.
 """
 
 from __future__ import annotations
 
+import heapq
 import itertools
 import os
+import queue
 import select
+import socket
+import struct
 import threading
 import traceback
 from typing import Any, Callable
@@ -62,6 +70,95 @@ def public_methods(obj: Any) -> list[str]:
 # Calls every proxy may make whatever its exposed list says.
 _ALWAYS_ALLOWED = frozenset({"#GETVALUE", "__str__", "__repr__"})
 
+# What a connection holds: acquisitions of the lock-like objects it called acquire() on and has not released.
+_LOCK_TYPES: tuple[type, ...] = (type(threading.Lock()), type(threading.RLock()), threading.Semaphore,
+                                 threading.Condition)
+
+
+def _peer_gone(conn: Any) -> bool:
+    """True if the client at the other end of ``conn`` has closed it (it died, or gave up on its call)."""
+    raw = getattr(conn, "_conn", conn)  # an XmlConnection wraps a Connection
+    try:
+        sock = socket.socket(fileno=raw.fileno())
+    except OSError:
+        return True
+    try:
+        return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+    except (BlockingIOError, InterruptedError):
+        return False
+    except OSError:
+        return True
+    finally:
+        sock.detach()
+
+
+def _give_back_item(q: queue.Queue[Any], item: Any) -> None:
+    """Undo a ``get()``: the item goes back where the next ``get()`` takes it."""
+    with q.mutex:
+        store: Any = q.queue
+        if isinstance(q, queue.PriorityQueue):
+            heapq.heappush(store, item)
+        elif isinstance(q, queue.LifoQueue):
+            store.append(item)
+        else:
+            store.appendleft(item)
+        q.not_empty.notify()
+
+
+def _undo(obj: Any, name: str, result: Any) -> Callable[[], None] | None:
+    """How to take back what a call consumed for a client that is gone; None if it consumed nothing."""
+    if isinstance(obj, queue.Queue) and name in ("get", "get_nowait"):
+        return lambda: _give_back_item(obj, result)
+    if isinstance(obj, _LOCK_TYPES) and name == "acquire" and result is not False:
+        release: Callable[[], None] = getattr(obj, "release")  # noqa: B009 - typed as the lock types' common method
+        return release
+    return None
+
+
+def _peer_process(conn: Any) -> tuple[int, int | None] | None:
+    """(pid, start time) of the process at the other end of a unix socket connection; None elsewhere."""
+    raw = getattr(conn, "_conn", conn)
+    peercred = getattr(socket, "SO_PEERCRED", None)
+    if peercred is None:
+        return None
+    try:
+        sock = socket.socket(fileno=raw.fileno())
+    except OSError:
+        return None
+    try:
+        if sock.family != socket.AF_UNIX:
+            return None
+        pid, _, _ = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, peercred, struct.calcsize("3i")))
+    except OSError:
+        return None
+    finally:
+        sock.detach()
+    return (pid, util.process_start_time(pid)) if pid > 0 else None
+
+
+# How long a connection that ends holding locks waits for its client's process to exit before deciding that the
+# client closed it on purpose (a thread that ended) and keeping the locks held.
+_EXIT_GRACE = 5.0
+
+
+class _Holdings:
+    """The acquisitions one connection holds (object ident -> count), and the process it belongs to.
+
+    When the connection ends while that process is dead, what it held is released. A connection closed by a
+    live process (a thread that ended, say) keeps its locks held, as in the stdlib: another thread of that
+    process may release them. Over TCP the peer's process cannot be known, and its locks are kept too.
+    """
+
+    __slots__ = ("counts", "peer")
+
+    def __init__(self, peer: tuple[int, int | None] | None = None) -> None:
+        self.counts: dict[str, int] = {}
+        self.peer = peer
+
+    def peer_died(self) -> bool:
+        # A process closes its sockets as it exits, a moment before it is gone: give it that moment.
+        return self.peer is not None and util.wait_process_exit(*self.peer, timeout=_EXIT_GRACE)
+
 
 class Server:
     """Serves the shared objects of one manager at ``address``; ``serve_forever()`` runs it."""
@@ -88,6 +185,9 @@ class Server:
         self._ids = itertools.count(1)
         self._stop_r, self._stop_w = os.pipe()
         self._stopping = False
+        # ident -> the connections holding it, one entry per acquisition (see _Holdings)
+        self._holders: dict[str, list[_Holdings]] = {}
+        self._holdings_lock = threading.Lock()
 
     # -- running ------------------------------------------------------------------------------------------
 
@@ -149,34 +249,89 @@ class Server:
 
     def serve_client(self, conn: Any) -> None:
         """Answer the requests of one connection until the peer hangs up."""
-        while not self._stopping:
-            try:
-                request = conn.recv()
-            except (EOFError, OSError):
-                return
-            except Exception:
-                # A frame arrived whole but could not be decoded: say so and keep the connection.
-                reply: tuple[str, Any] = (TRACEBACK, "the manager could not decode a request:\n"
-                                                     + traceback.format_exc())
-                name = None
-            else:
-                name, reply = self._handle_request(request)
-            if not self._send_reply(conn, reply, name):
-                return
-            if name == "shutdown" and reply[0] == RETURN:
-                self.stop()
-                return
+        holdings = _Holdings(_peer_process(conn))
+        try:
+            while not self._stopping:
+                try:
+                    request = conn.recv()
+                except (EOFError, OSError):
+                    return
+                except Exception:
+                    # A frame arrived whole but could not be decoded: say so and keep the connection.
+                    reply: tuple[str, Any] = (TRACEBACK, "the manager could not decode a request:\n"
+                                                         + traceback.format_exc())
+                    name, undo = None, None
+                else:
+                    name, reply, undo = self._handle_request(request, holdings)
+                if undo is not None and _peer_gone(conn):
+                    undo()  # the client left while the call blocked: what it took goes back
+                    return
+                if not self._send_reply(conn, reply, name):
+                    if undo is not None:
+                        undo()
+                    return
+                if name == "shutdown" and reply[0] == RETURN:
+                    self.stop()
+                    return
+        finally:
+            self._release_holdings(holdings)
 
-    def _handle_request(self, request: Any) -> tuple[Any, tuple[str, Any]]:
+    def _note_acquired(self, ident: str, holdings: _Holdings) -> None:
+        with self._holdings_lock:
+            holdings.counts[ident] = holdings.counts.get(ident, 0) + 1
+            self._holders.setdefault(ident, []).append(holdings)
+
+    def _note_released(self, ident: str, holdings: _Holdings) -> None:
+        # Released by the connection that took it, or (a plain Lock or Semaphore) by another one: either way
+        # one acquisition is no longer anybody's to give back.
+        with self._holdings_lock:
+            holders = self._holders.get(ident)
+            if not holders:
+                return
+            owner = holdings if holdings in holders else holders[0]
+            holders.remove(owner)
+            owner.counts[ident] -= 1
+            if not owner.counts[ident]:
+                del owner.counts[ident]
+            if not holders:
+                del self._holders[ident]
+
+    def _release_holdings(self, holdings: _Holdings) -> None:
+        """A connection ended holding locks: if its client's process died, release them (see _Holdings)."""
+        if not holdings.counts or not holdings.peer_died():
+            return
+        with self._holdings_lock:
+            held = list(holdings.counts.items())
+            holdings.counts.clear()
+            for ident, _ in held:
+                holders = self._holders.get(ident, [])
+                while holdings in holders:
+                    holders.remove(holdings)
+                if not holders:
+                    self._holders.pop(ident, None)
+        for ident, count in held:
+            entry = self.id_to_obj.get(ident)
+            if entry is None:
+                continue
+            util.info("a client of the manager (process %s) died holding %r %d time(s): released",
+                      holdings.peer[0] if holdings.peer else "?", entry[0], count)
+            for _ in range(count):
+                try:
+                    entry[0].release()
+                except (RuntimeError, ValueError):
+                    break
+
+    def _handle_request(self, request: Any, holdings: _Holdings | None = None
+                        ) -> tuple[Any, tuple[str, Any], Callable[[], None] | None]:
         try:
             ident, name, args, kwds = request
             args = tuple(args)
             kwds = dict(kwds or {})
         except Exception:
-            return None, (TRACEBACK, f"malformed request {request!r:.200}: expected (ident, name, args, kwds)\n")
+            return None, (TRACEBACK, f"malformed request {request!r:.200}: expected (ident, name, args, kwds)\n"), None
         if ident is None:
-            return name, self._control(name, args, kwds)
-        return name, self._call_method(ident, name, args, kwds)
+            return name, self._control(name, args, kwds), None
+        return (name, *self._call_method(ident, name, args, kwds, holdings))
 
     def _control(self, name: str, args: tuple[Any, ...], kwds: dict[str, Any]) -> tuple[str, Any]:
         if name not in self.public:
@@ -186,15 +341,17 @@ class Server:
         except Exception:
             return TRACEBACK, traceback.format_exc()
 
-    def _call_method(self, ident: str, name: str, args: tuple[Any, ...], kwds: dict[str, Any]) -> tuple[str, Any]:
+    def _call_method(self, ident: str, name: str, args: tuple[Any, ...], kwds: dict[str, Any],
+                     holdings: _Holdings | None = None) -> tuple[tuple[str, Any], Callable[[], None] | None]:
+        """The reply to a method call, and how to undo what it took if its client turns out to be gone."""
         try:
             obj, exposed, method_to_typeid = self.id_to_obj[ident]
         except KeyError:
-            return TRACEBACK, (f"no shared object with id {ident!r} in this manager: it was released (no proxy "
-                               f"kept a reference) or belongs to another manager\n")
+            return (TRACEBACK, (f"no shared object with id {ident!r} in this manager: it was released (no proxy "
+                                f"kept a reference) or belongs to another manager\n")), None
         if name not in exposed and name not in _ALWAYS_ALLOWED:
-            return TRACEBACK, (f"method {name!r} of {type(obj).__name__!r} object is not exposed "
-                               f"(exposed: {sorted(exposed)})\n")
+            return (TRACEBACK, (f"method {name!r} of {type(obj).__name__!r} object is not exposed "
+                                f"(exposed: {sorted(exposed)})\n")), None
         try:
             if name == "#GETVALUE":
                 result = obj
@@ -205,15 +362,20 @@ class Server:
             else:
                 result = getattr(obj, name)(*args, **kwds)
         except Exception as exc:
-            return ERROR, exc
+            return (ERROR, exc), None
+        if holdings is not None and isinstance(obj, _LOCK_TYPES):
+            if name in ("acquire", "__enter__") and result is not False:
+                self._note_acquired(ident, holdings)
+            elif name in ("release", "__exit__"):
+                self._note_released(ident, holdings)
         typeid = method_to_typeid.get(name) if method_to_typeid else None
         if typeid:
             try:
                 new_ident, new_exposed = self._register(typeid, result)
             except Exception:
-                return TRACEBACK, traceback.format_exc()
-            return PROXY, (new_exposed, typeid, new_ident)
-        return RETURN, result
+                return (TRACEBACK, traceback.format_exc()), None
+            return (PROXY, (new_exposed, typeid, new_ident)), None
+        return (RETURN, result), _undo(obj, name, result)
 
     def _send_reply(self, conn: Any, reply: tuple[str, Any], name: Any) -> bool:
         """Send ``reply``; one that cannot be serialized becomes an error naming what failed. False: peer gone."""
