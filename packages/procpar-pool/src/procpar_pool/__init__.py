@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from .__about__ import __version__ as __version__
 from ._errors import MaybeEncodingError as MaybeEncodingError
+from ._errors import MemoryLimitError as MemoryLimitError
 from ._errors import PicklingFailedError as PicklingFailedError
 from ._errors import PoolClosedError as PoolClosedError
 from ._errors import RemoteTraceback as RemoteTraceback
@@ -20,4 +21,4 @@ from ._pool import ThreadPool as ThreadPool
 from ._results import AsyncResult as AsyncResult
 
 __all__ = ["Pool", "ThreadPool", "Executor", "AsyncResult", "TimeoutError", "WorkerLostError", "TaskTimeoutError",
-           "PicklingFailedError", "MaybeEncodingError", "PoolClosedError", "RemoteTraceback"]
+           "PicklingFailedError", "MaybeEncodingError", "MemoryLimitError", "PoolClosedError", "RemoteTraceback"]

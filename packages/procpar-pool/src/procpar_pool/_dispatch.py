@@ -31,20 +31,33 @@ import warnings
 from procpar_core import _serializer
 from procpar_core.connection import Pipe
 from procpar_core.reduction import loads
-from procpar_core.util import register_after_fork
+from procpar_core.util import SIGNAL_SLICE, in_main_thread, register_after_fork
 from procpar_sync._wire import has_message, read_messages_stashed, spin_readable, unpack_numbers, write_messages
 
 from . import _oob
 from ._errors import (
+    MemoryLimitError,
     PicklingFailedError,
     PoolClosedError,
     RemoteTraceback,
     TaskTimeoutError,
     WorkerLostError,
     describe_exit,
+    oom_kill_count,
 )
 from ._results import APPLY, Job, Task
-from ._worker import BATCH, INIT_FAILED, SINGLE, SPIN_SECONDS, TASK_ID, batch_header, worker_main
+from ._running import RunningTask
+from ._worker import (
+    BATCH,
+    INIT_FAILED,
+    RETIRED,
+    SINGLE,
+    SPIN_SECONDS,
+    TASK_ID,
+    batch_header,
+    resident_bytes,
+    worker_main,
+)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -61,22 +74,29 @@ _PLAIN, _NUMBERS = _oob.PLAIN[0], _oob.NUMBERS[0]
 # Adaptive prefetch: hold about this much work per worker, between these many tasks.
 _QUEUED_SECONDS = 0.002
 _MIN_DEPTH, _MAX_DEPTH = 4, 64
+_SLICE_MS = int(SIGNAL_SLICE * 1000)
+# With max_memory_per_child, how often the resident memory of busy workers is looked at.
+_MEMORY_CHECK_SECONDS = 0.05
 
 
 class _Worker:
     __slots__ = ("busy_since", "claimed", "conn", "deadline", "doomed", "eof", "fd", "inflight", "last_reply",
-                 "process", "quota", "sentinel", "service", "stash")
+                 "oom_kills", "over_memory", "process", "quota", "running", "sentinel", "service", "stash")
 
-    def __init__(self, process: Any, conn: Any, quota: int | None) -> None:
+    def __init__(self, process: Any, conn: Any, quota: int | None, running: RunningTask) -> None:
         self.process = process
         self.conn = conn
+        self.running = running  # which task it runs: read when it dies (see _running)
+        self.oom_kills = oom_kill_count()  # the kernel's count when it started: did the OOM killer take it?
+        self.over_memory: int | None = None  # its resident memory when the pool stopped it for using too much
         self.fd: int = conn.fileno()
         self.sentinel = -1  # known once the process has started
         self.inflight: dict[int, Task] = {}
         self.quota = quota  # tasks it may still be given (maxtasksperchild), None: unlimited
         self.deadline: float | None = None  # when its (single, timed) task must be done
         self.eof = False
-        self.doomed = False  # killed for running past a time limit; its replacement comes with its sentinel
+        # Takes no more work (killed for a time limit or its memory, or retiring); replaced when it exits.
+        self.doomed = False
         self.claimed = False  # a caller of apply() waits on this worker's socket itself (see call_direct)
         self.busy_since = 0.0  # when it last went from holding nothing to holding a task
         self.last_reply = 0.0
@@ -116,10 +136,12 @@ def _share(slots: list[tuple[int, int]], count: int) -> list[int]:
 
 
 def _release(task: Task) -> None:
-    """Drop the shared memory of a task that is over (its worker normally took it already)."""
+    """A task is over: drop what it carried (the function and arguments were kept in case its worker died
+    before starting it) and its shared memory (its worker normally took that already)."""
     if task.segment is not None:
         _oob.discard(task.segment)
         task.segment = None
+    task.func = task.payload = task.data = None
 
 
 def _pickling_culprit(task: Task) -> str:
@@ -172,7 +194,7 @@ class Dispatcher:
     """Owns a pool's worker processes and its dispatching thread (see the module docstring)."""
 
     def __init__(self, ctx: Any, processes: int, initializer: Any, initargs: tuple[Any, ...],
-                 maxtasksperchild: int | None, prefetch: int | None) -> None:
+                 maxtasksperchild: int | None, prefetch: int | None, max_memory: int | None = None) -> None:
         self._ctx = ctx
         self._start_method = ctx.get_start_method()
         self._size = processes
@@ -180,6 +202,8 @@ class Dispatcher:
         self._initargs = initargs
         self._maxtasks = maxtasksperchild
         self._prefetch = prefetch
+        self._max_memory = max_memory
+        self._memory_checked = 0.0
         self._lock = threading.Lock()  # guards _state and _sources
         # Held while worker state is read or changed: by the dispatcher between polls, and by a submitting
         # thread that hands out its job's first tasks itself (saving a thread hop on the latency path).
@@ -222,8 +246,9 @@ class Dispatcher:
             for worker in self._workers:
                 worker.process.join()
                 worker.conn.close()
-            os.close(self._wake_r)
-            os.close(self._wake_w)
+                worker.running.close()
+            self._workers.clear()
+            self._close_wake_pipe()
             raise
         # Started after the workers, which so come from a process without another thread of ours (Python 3.12+
         # warns about forking a multi-threaded process). A bare thread: threading.Thread.start() waits until
@@ -336,7 +361,10 @@ class Dispatcher:
                     self._read_available(worker)
                     readable = False
                     continue
-            events = poller.poll()
+            # In slices in the main thread, so that a Ctrl-C that comes just before the sleep is seen.
+            events = poller.poll(_SLICE_MS if in_main_thread() else None)
+            if not events:
+                continue
             readable = any(fd == worker.fd for fd, _ in events)
             if not readable:
                 return  # only its sentinel: it died, and the dispatcher (which watches sentinels) fails the task
@@ -371,24 +399,38 @@ class Dispatcher:
         if self._wake_pending:
             return
         self._wake_pending = True
-        try:
-            os.write(self._wake_w, b"\0")
-        except (BlockingIOError, OSError):
-            pass
+        with self._lock:  # not while the pipe is being closed: its number could belong to another file by then
+            if self._wake_w >= 0:
+                try:
+                    os.write(self._wake_w, b"\0")
+                except (BlockingIOError, OSError):
+                    pass
 
     def _close_in_child(self) -> None:
-        for fd in (self._wake_r, self._wake_w):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+        # Another thread of the parent may have held these at the fork; in the child nothing else runs here.
+        self._lock = threading.Lock()
+        self._mutex = threading.Lock()
+        self._close_wake_pipe()
         for conn in [w.conn for w in self._workers] + self._unstarted:
             try:
                 conn.close()
             except OSError:
                 pass
+        for worker in self._workers:
+            worker.running.close()
         self._workers = []
         self._unstarted = []
+
+    def _close_wake_pipe(self) -> None:
+        # Once closed, the numbers are forgotten: a child forked later must not close whatever reuses them.
+        with self._lock:
+            fds, self._wake_r, self._wake_w = (self._wake_r, self._wake_w), -1, -1
+        for fd in fds:
+            if fd >= 0:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
 
     # -- workers ---------------------------------------------------------------------------------------------
 
@@ -399,10 +441,12 @@ class Dispatcher:
         """A worker's socket pair and Process object, not started (its end of the pair comes with it)."""
         parent_end, child_end = Pipe(duplex=True)
         self._unstarted += [parent_end, child_end]
+        running = RunningTask()
         process = self._ctx.Process(target=worker_main, args=(child_end, self._initializer, self._initargs,
-                                                              self._maxtasks), daemon=True)
+                                                              self._maxtasks, running, self._max_memory),
+                                    daemon=True)
         process.name = process.name.replace("Process", "PoolWorker")
-        return _Worker(process, parent_end, self._maxtasks), child_end
+        return _Worker(process, parent_end, self._maxtasks, running), child_end
 
     def _launch_worker(self, worker: _Worker, child_end: Any) -> None:
         self._unstarted.remove(child_end)  # the new worker keeps this one
@@ -410,6 +454,7 @@ class Dispatcher:
             worker.process.start()
         except BaseException:
             worker.conn.close()
+            worker.running.close()
             raise
         finally:
             self._unstarted.remove(worker.conn)
@@ -424,6 +469,7 @@ class Dispatcher:
             worker.conn.close()
         except OSError:
             pass
+        worker.running.close()
         self._poll_dirty = True
 
     # -- the loop --------------------------------------------------------------------------------------------
@@ -453,11 +499,7 @@ class Dispatcher:
             traceback.print_exc()
             self._stop_all(RuntimeError(f"the pool's dispatcher failed: {exc!r}"))
         finally:
-            for fd in (self._wake_r, self._wake_w):
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
+            self._close_wake_pipe()
 
     def _handle(self, events: list[tuple[int, int]], by_fd: dict[int, tuple[str, _Worker | None]]) -> bool:
         """Act on what poll() reported, then hand out tasks; True when the pool has stopped."""
@@ -480,6 +522,8 @@ class Dispatcher:
             else:
                 self._worker_exited(worker)
         self._expire_tasks()
+        if self._max_memory is not None:
+            self._check_memory()
         state = self._state
         if state == TERMINATE:
             self._stop_all(PoolClosedError("the pool was terminated before this task finished"))
@@ -516,6 +560,8 @@ class Dispatcher:
 
     def _poll_timeout_ms(self) -> int | None:
         deadlines = [w.deadline for w in self._workers if w.deadline is not None]
+        if self._max_memory is not None and any(w.inflight for w in self._workers):
+            deadlines.append(self._memory_checked + _MEMORY_CHECK_SECONDS)
         if not deadlines:
             return None
         return max(0, int((min(deadlines) - time.monotonic()) * 1000) + 1)
@@ -553,11 +599,13 @@ class Dispatcher:
             if task_id == INIT_FAILED:
                 self._initializer_failed(value[0])
                 continue
+            if task_id == RETIRED:
+                worker.doomed = True  # over max_memory_per_child between tasks: it leaves, and is replaced
+                continue
             task = inflight.pop(task_id, None)
             if task is None:
                 continue
-            if task.segment is not None:
-                _release(task)
+            _release(task)
             if not ok:
                 exc, tb = value
                 if tb:
@@ -595,16 +643,53 @@ class Dispatcher:
             self._read_available(worker)
         worker.process.join(5)
         exitcode = worker.process.exitcode
+        running_id = worker.running.get()
         self._forget(worker)
         if worker.inflight:
-            reason = describe_exit(exitcode)
-            for task in worker.inflight.values():
-                _release(task)
-                task.job._set(task.index, False, WorkerLostError(
-                    f"the task could not finish: {reason}. The worker was replaced; other tasks go on.", exitcode))
+            # Only the task it was running dies with it; those it had not started go to another worker.
+            running = worker.inflight.pop(running_id, None) if running_id is not None else None
+            later = list(worker.inflight.values())
             worker.inflight.clear()
+            if running is not None:
+                _release(running)
+                running.job._set(running.index, False, self._lost(worker, exitcode))
+            self._requeue(later)
         if self._state != TERMINATE and self._broken is None and (self._state == RUN or not self._all_done()):
             self._start_worker()
+
+    def _lost(self, worker: _Worker, exitcode: int | None) -> WorkerLostError:
+        """Why the task a dead worker was running failed."""
+        if worker.over_memory is not None:
+            return MemoryLimitError(
+                f"the task used too much memory: its worker reached {worker.over_memory >> 20} MiB, over "
+                f"max_memory_per_child={self._max_memory} bytes ({(self._max_memory or 0) >> 20} MiB), and was "
+                f"stopped. The worker was replaced; other tasks go on.", exitcode)
+        reason = describe_exit(exitcode, oom_killed=exitcode == -9 and oom_kill_count() > worker.oom_kills)
+        return WorkerLostError(
+            f"the task could not finish: {reason}. The worker was replaced; other tasks go on.", exitcode)
+
+    def _requeue(self, tasks: list[Task]) -> None:
+        """Tasks sent to a worker that died before it began them: they go first, in order, to the others."""
+        for task in tasks:
+            if task.segment is not None:
+                _oob.discard(task.segment)  # the dead worker may have taken it already: pickled afresh
+                task.segment = None
+            task.data = None
+        self._ready.extendleft(reversed(tasks))
+
+    def _check_memory(self) -> None:
+        """With max_memory_per_child: stop a busy worker whose resident memory is over the limit."""
+        now = time.monotonic()
+        if now - self._memory_checked < _MEMORY_CHECK_SECONDS:
+            return
+        self._memory_checked = now
+        for worker in self._workers:
+            if worker.inflight and not worker.doomed and worker.process.pid is not None:
+                rss = resident_bytes(worker.process.pid)
+                if rss is not None and self._max_memory is not None and rss > self._max_memory:
+                    worker.over_memory = rss
+                    worker.doomed = True
+                    worker.process.kill()  # its sentinel fires next: its task fails, it is replaced
 
     def _initializer_failed(self, exc: BaseException) -> None:
         broken = RuntimeError(f"the pool's initializer raised in a worker, so the pool cannot run tasks: {exc!r}")
@@ -676,7 +761,6 @@ class Dispatcher:
             if data is None:
                 return None
         task.data = batch_header([task.id], SINGLE) + data
-        task.func = task.payload = None  # the message holds them now
         return task.data
 
     def _encode_batch(self, tasks: list[Task]) -> tuple[bytes | None, list[Task], list[Task]]:
@@ -734,15 +818,13 @@ class Dispatcher:
             run = planned[start:end]
             alone = run
             if len(run) > 1:
-                batch, batched, alone = self._encode_batch(run)
+                batch, _, alone = self._encode_batch(run)
                 if batch is not None:
                     if not (idle and not messages) and len(batch) > budget:
                         self._put_back(worker, run + planned[end:])
                         return messages
                     budget -= len(batch)
                     messages.append(batch)
-                    for task in batched:
-                        task.func = task.payload = None  # the message holds them now
             for position, task in enumerate(alone):
                 data = self._encode(task)
                 if data is None:

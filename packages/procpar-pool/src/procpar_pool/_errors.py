@@ -7,8 +7,7 @@ import signal
 from procpar_core import TimeoutError as TimeoutError
 
 __all__ = ["RemoteTraceback", "WorkerLostError", "TaskTimeoutError", "PicklingFailedError", "MaybeEncodingError",
-           "PoolClosedError",
-           "TimeoutError", "describe_exit"]
+           "PoolClosedError", "MemoryLimitError", "TimeoutError", "describe_exit", "oom_kill_count"]
 
 
 class RemoteTraceback(Exception):
@@ -31,6 +30,10 @@ class WorkerLostError(RuntimeError):
 
     def __reduce__(self) -> tuple[object, ...]:
         return (type(self), (self.args[0], self.exitcode))
+
+
+class MemoryLimitError(WorkerLostError):
+    """A task's worker grew past ``max_memory_per_child`` while running it and was stopped (and replaced)."""
 
 
 class TaskTimeoutError(TimeoutError):
@@ -69,8 +72,50 @@ _CAUSES = {
 }
 
 
-def describe_exit(exitcode: int | None) -> str:
-    """Words for a worker's exit code: the signal and its likely cause, or the status."""
+def _read_counter(path: str, key: bytes) -> int | None:
+    try:
+        with open(path, "rb") as f:
+            for line in f:
+                name, _, value = line.partition(b" ")
+                if name == key:
+                    return int(value)
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def _memory_cgroup_files() -> list[str]:
+    """The files counting OOM kills in this process's memory cgroup (v2 ``memory.events``, v1
+    ``memory.oom_control``), as far as they can be found."""
+    files: list[str] = []
+    try:
+        with open("/proc/self/cgroup", "rb") as f:
+            lines = f.read().decode(errors="replace").splitlines()
+    except OSError:
+        return files
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if controllers == "":
+            files.append(f"/sys/fs/cgroup{path.rstrip('/')}/memory.events")
+        elif "memory" in controllers.split(","):
+            files += [f"/sys/fs/cgroup/memory{path.rstrip('/')}/memory.oom_control",
+                      "/sys/fs/cgroup/memory/memory.oom_control"]
+    return files
+
+
+def oom_kill_count() -> int:
+    """How many processes the kernel's out-of-memory killer has killed: in this process's memory cgroup when
+    that can be read, else on the whole machine (``/proc/vmstat``); 0 where neither can."""
+    for path in _memory_cgroup_files():
+        count = _read_counter(path, b"oom_kill")
+        if count is not None:
+            return count
+    return _read_counter("/proc/vmstat", b"oom_kill") or 0
+
+
+def describe_exit(exitcode: int | None, oom_killed: bool = False) -> str:
+    """Words for a worker's exit code: the signal and its likely cause, or the status. ``oom_killed``: the
+    kernel's out-of-memory counter rose while the worker lived."""
     if exitcode is None:
         return "the worker disappeared"
     if exitcode < 0:
@@ -78,6 +123,9 @@ def describe_exit(exitcode: int | None) -> str:
             sig = signal.Signals(-exitcode)
         except ValueError:
             return f"the worker was killed by signal {-exitcode}"
+        if oom_killed and sig == signal.SIGKILL:
+            return ("the worker was killed by the kernel's out-of-memory killer (SIGKILL): the machine, or its "
+                    "memory cgroup, ran out of memory; max_memory_per_child can stop workers before that")
         cause = _CAUSES.get(sig, "")
         return f"the worker was killed by {sig.name}" + (f" ({cause})" if cause else "")
     return (f"the worker exited with status {exitcode} while running it "

@@ -43,7 +43,8 @@ class Pool:
 
     def __init__(self, processes: int | None = None, initializer: Callable[..., Any] | None = None,
                  initargs: Iterable[Any] = (), maxtasksperchild: int | None = None, context: Any = None, *,
-                 task_timeout: float | None = None, prefetch: int | None = None) -> None:
+                 task_timeout: float | None = None, prefetch: int | None = None,
+                 max_memory_per_child: int | None = None) -> None:
         if processes is None:
             processes = os.cpu_count() or 1
         if not isinstance(processes, int) or processes < 1:
@@ -54,8 +55,14 @@ class Pool:
             raise TypeError("initializer must be a callable")
         if prefetch is not None and (not isinstance(prefetch, int) or prefetch < 1):
             raise ValueError(f"prefetch must be a positive int or None (adaptive), not {prefetch!r}")
+        if max_memory_per_child is not None and (not isinstance(max_memory_per_child, int)
+                                                 or isinstance(max_memory_per_child, bool)
+                                                 or max_memory_per_child <= 0):
+            raise ValueError(f"max_memory_per_child must be a positive number of bytes or None, not "
+                             f"{max_memory_per_child!r}")
         self._processes = processes
         self._task_timeout = _check_time_limit(task_timeout)
+        self._max_memory = max_memory_per_child
         self._dispatcher = self._make_dispatcher(processes, initializer, tuple(initargs), maxtasksperchild, context,
                                                  prefetch)
         # Collected without close()/terminate(): warn and stop the workers, as the stdlib does.
@@ -68,7 +75,7 @@ class Pool:
 
             context = procpar_core.get_context()
         self._ctx = context
-        return Dispatcher(context, processes, initializer, initargs, maxtasksperchild, prefetch)
+        return Dispatcher(context, processes, initializer, initargs, maxtasksperchild, prefetch, self._max_memory)
 
     @property
     def _pool(self) -> list[Any]:

@@ -16,6 +16,8 @@ import itertools
 import threading
 import traceback
 
+from procpar_core.util import wait_in_slices
+
 from ._errors import TimeoutError
 
 TYPE_CHECKING = False
@@ -101,7 +103,8 @@ class Job:
 
     def _wait(self, timeout: float | None) -> bool:
         try:
-            return self._event.wait(timeout)
+            # In slices in the main thread: a Ctrl-C that comes just before a sleep must not wait for its end.
+            return bool(wait_in_slices(self._event.wait, timeout))
         except KeyboardInterrupt:
             # Ctrl-C while waiting for workers: stop them all rather than leave them running.
             self._pool._interrupted()
@@ -319,6 +322,21 @@ class IMapIterator(Job):
     def __next__(self) -> Any:
         return self.next()
 
+    def _next_chunk(self, timeout: float | None) -> tuple[tuple[bool, Any], bool]:
+        with self._cond:
+            while True:
+                if self._length is not None and self._handed >= self._length:
+                    if self._progress is not None:
+                        self._progress.close()
+                    raise StopIteration
+                outcome = self._take_chunk()
+                if outcome is not None:
+                    # The dispatcher stops pulling chunks while max_ahead of them wait for the consumer: it needs
+                    # waking only when this one reopens the window (a wake per item would cost a thread hop).
+                    return outcome, self._source is not None and self._taken - self._handed + 1 >= self._window()
+                if not wait_in_slices(self._cond.wait, timeout):
+                    raise TimeoutError
+
     def _take_chunk(self) -> tuple[bool, Any] | None:
         # Called with the condition held: the next finished chunk in hand-out order, or None.
         if self._ordered:
@@ -336,24 +354,12 @@ class IMapIterator(Job):
         """The next result; ``TimeoutError`` if none is ready within ``timeout``; ``StopIteration`` at the end."""
         if self._items:
             return self._items.popleft()
-        with self._cond:
-            while True:
-                if self._length is not None and self._handed >= self._length:
-                    if self._progress is not None:
-                        self._progress.close()
-                    raise StopIteration
-                outcome = self._take_chunk()
-                if outcome is not None:
-                    # The dispatcher stops pulling chunks while max_ahead of them wait for the consumer: it needs
-                    # waking only when this one reopens the window (a wake per item would cost a thread hop).
-                    reopened = self._source is not None and self._taken - self._handed + 1 >= self._window()
-                    break
-                try:
-                    if not self._cond.wait(timeout):
-                        raise TimeoutError
-                except KeyboardInterrupt:
-                    self._pool._interrupted()
-                    raise
+        try:
+            outcome, reopened = self._next_chunk(timeout)
+        except KeyboardInterrupt:
+            # Stopping the pool fails the chunks still out, which takes this iterator's lock: not held here.
+            self._pool._interrupted()
+            raise
         if reopened:
             self._pool._consumer_progress(self)
         ok, value = outcome

@@ -13,7 +13,11 @@ Worker -> pool: the 8-byte task id, then the pickled ``(ok, value)``: the result
 text)``; a chunk's results that are all ints or all floats go as raw 8-byte values instead (``NUMBERS``),
 far cheaper than a pickle for both ends.
 Anything that cannot be pickled is replaced by a ``PicklingFailedError`` naming it, so that one task fails
-and the worker goes on. Task id ``INIT_FAILED`` reports an initializer that raised.
+and the worker goes on. Task id ``INIT_FAILED`` reports an initializer that raised; ``RETIRED`` (value: its
+resident memory in bytes) a worker leaving because it grew past ``max_memory_per_child``.
+
+Which task is running is written to shared memory (``_running``) as it starts, so that a worker's death fails
+that task alone: the tasks it had not started yet go to another worker.
 
 Workers ignore SIGINT: on Ctrl-C the pool's owner decides, and stops them.
 """
@@ -21,6 +25,7 @@ Workers ignore SIGINT: on Ctrl-C the pool's owner decides, and stops them.
 from __future__ import annotations
 
 import itertools
+import os
 import signal
 import struct
 import time
@@ -33,17 +38,20 @@ from procpar_sync._wire import has_message, pack_numbers, read_message_stashed, 
 from . import _oob
 from ._errors import MaybeEncodingError, PicklingFailedError
 from ._results import APPLY, MAP
+from ._running import RunningTask
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Callable
 
-__all__ = ["worker_main", "INIT_FAILED", "TASK_ID", "SINGLE", "BATCH", "batch_header", "exception_payload"]
+__all__ = ["worker_main", "INIT_FAILED", "RETIRED", "TASK_ID", "SINGLE", "BATCH", "batch_header", "exception_payload",
+           "resident_bytes"]
 
 TASK_ID = struct.Struct("!Q")
 TASK_COUNT = struct.Struct("!IB")
 SINGLE, BATCH = 0, 1
 INIT_FAILED = (1 << 64) - 1
+RETIRED = (1 << 64) - 2
 # How long an idle worker looks for its next task before it sleeps, when the last one came that soon: a
 # sleeping process takes tens of microseconds to wake up, longer than a short task.
 SPIN_SECONDS = 0.0002
@@ -107,9 +115,22 @@ def _run(kind: int, func: Callable[..., Any], payload: Any) -> Any:
     return list(itertools.starmap(func, payload))
 
 
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+def resident_bytes(pid: int | str = "self") -> int | None:
+    """The resident memory of a process (``/proc/<pid>/statm``), None where that cannot be read."""
+    try:
+        with open(f"/proc/{pid}/statm", "rb") as f:
+            return int(f.read().split()[1]) * _PAGE
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def worker_main(fd_holder: Any, initializer: Callable[..., Any] | None, initargs: tuple[Any, ...],
-                maxtasks: int | None) -> None:
-    """Run tasks from the pool until told to stop, the pool goes away, or ``maxtasks`` tasks are done."""
+                maxtasks: int | None, running: RunningTask | None = None, max_memory: int | None = None) -> None:
+    """Run tasks from the pool until told to stop, the pool goes away, ``maxtasks`` tasks are done, or (with
+    ``max_memory``) the worker's resident memory passes that many bytes after a message's tasks."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     fd = fd_holder.fileno()
     if initializer is not None:
@@ -137,6 +158,8 @@ def worker_main(fd_holder: Any, initializer: Callable[..., Any] | None, initargs
             return
         count, layout = TASK_COUNT.unpack_from(message)
         ids = struct.unpack_from(f"!{count}Q", message, TASK_COUNT.size)
+        if running is not None and count:
+            running.set(ids[0])  # a crash while unpickling is blamed on the first task
         kind = APPLY
         try:
             kind, func, payloads = _oob.loads_message(memoryview(message)[TASK_COUNT.size + TASK_ID.size * count :])
@@ -150,9 +173,13 @@ def worker_main(fd_holder: Any, initializer: Callable[..., Any] | None, initargs
             except OSError:
                 return
             done += count
+            if running is not None:
+                running.clear()
             continue
         del message
         for task_id, payload in zip(ids, payloads, strict=True):
+            if running is not None:
+                running.set(task_id)
             try:
                 if layout == BATCH:
                     try:
@@ -173,3 +200,14 @@ def worker_main(fd_holder: Any, initializer: Callable[..., Any] | None, initargs
                 return
             done += 1
         func = payloads = None
+        if running is not None:
+            running.clear()
+        if max_memory is not None:
+            rss = resident_bytes()
+            if rss is not None and rss > max_memory:
+                # Leave between tasks: the pool gives what it had queued here to the others, and a fresh worker.
+                try:
+                    write_messages(fd, [TASK_ID.pack(RETIRED) + _oob.dumps((True, rss))[0]])
+                except OSError:
+                    pass
+                return

@@ -6,6 +6,7 @@ from ._dispatch import CLOSE as CLOSE
 from ._dispatch import RUN as RUN
 from ._dispatch import TERMINATE as TERMINATE
 from ._errors import MaybeEncodingError as MaybeEncodingError
+from ._errors import MemoryLimitError as MemoryLimitError
 from ._errors import PicklingFailedError as PicklingFailedError
 from ._errors import PoolClosedError as PoolClosedError
 from ._errors import RemoteTraceback as RemoteTraceback
@@ -21,5 +22,5 @@ from ._results import IMapUnorderedIterator as IMapUnorderedIterator
 from ._results import MapResult as MapResult
 
 __all__ = ["Pool", "ThreadPool", "AsyncResult", "ApplyResult", "MapResult", "IMapIterator", "IMapUnorderedIterator",
-           "RemoteTraceback", "MaybeEncodingError", "WorkerLostError", "TaskTimeoutError", "PicklingFailedError",
-           "PoolClosedError", "TimeoutError", "RUN", "CLOSE", "TERMINATE"]
+           "RemoteTraceback", "MaybeEncodingError", "WorkerLostError", "MemoryLimitError", "TaskTimeoutError",
+           "PicklingFailedError", "PoolClosedError", "TimeoutError", "RUN", "CLOSE", "TERMINATE"]
