@@ -79,3 +79,57 @@ def consume_mixed(queue: Any, out: Any) -> None:
             break
         got.append((item[0], len(item[1])))
     out.put(got)
+
+
+def hold_lock(lock: Any, held: Any) -> None:
+    """Take the lock, say so, and wait to be killed."""
+    lock.acquire()
+    held.set()
+    time.sleep(600)
+
+
+def hold_with(sem: Any, held: Any) -> None:
+    """Take a unit in a with block, say so, and wait to be killed."""
+    with sem:
+        held.set()
+        time.sleep(600)
+
+
+def take_without_with(sem: Any, held: Any) -> None:
+    sem.acquire()
+    held.set()
+    time.sleep(600)
+
+
+def wait_forever_on(cond: Any, ready: Any) -> None:
+    with cond:
+        ready.release()
+        cond.wait()
+
+
+def get_forever(queue: Any, started: Any) -> None:
+    started.set()
+    queue.get()
+
+
+def put_big_then(queue: Any, started: Any, size: int) -> None:
+    """Put an item larger than the pipe (the feeder blocks half-way while nobody reads), then a marker."""
+    started.set()
+    queue.put(b"x" * size)
+    queue.put("after")
+    time.sleep(600)
+
+
+def simple_put_big(queue: Any, started: Any, size: int) -> None:
+    started.set()
+    queue.put(b"x" * size)
+    time.sleep(600)
+
+
+def get_length(queue: Any, out: Any) -> None:
+    out.put(len(queue.get()))
+
+
+def barrier_party(barrier: Any, arrived: Any) -> None:
+    arrived.release()
+    barrier.wait()

@@ -96,7 +96,8 @@ class ForkServer:
 
         from . import _reduction, _spawn
 
-        directory = tempfile.mkdtemp(prefix="procpar-fs-")  # 0700: only we can connect
+        directory = tempfile.mkdtemp(prefix=_util.owned_name_prefix("fs"))  # 0700: only we can connect
+        _util.track_folder(directory)
         address = os.path.join(directory, "sock")
         listener = socket.socket(socket.AF_UNIX)
         try:
@@ -163,6 +164,7 @@ def _rmdir_quiet(directory: str) -> None:
     import shutil
 
     shutil.rmtree(directory, ignore_errors=True)
+    _util._untrack_folder(directory)
 
 
 def _recv_exact(sock: Any, size: int) -> bytes | None:

@@ -17,20 +17,26 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Callable
 
-__all__ = ["ensure_running", "register", "unregister", "getfd", "main"]
+__all__ = ["ensure_running", "register", "unregister", "getfd", "main", "sweep_dead_programs"]
 
 _MAX_LINE = 512  # below PIPE_BUF: each notice is written atomically, whatever other processes write
 
 
 def _unlink_shared_memory(name: str) -> None:
     path = os.path.join("/dev/shm", name.lstrip("/"))
-    os.unlink(path)
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass  # registered just before its creation, which never came
 
 
 def _remove_folder(name: str) -> None:
     import shutil
 
-    shutil.rmtree(name)
+    try:
+        shutil.rmtree(name)
+    except FileNotFoundError:
+        pass
 
 
 _CLEANUP_FUNCS: dict[str, Callable[[str], None]] = {
@@ -121,6 +127,38 @@ getfd = _resource_tracker.getfd
 os.register_at_fork(after_in_child=_resource_tracker._after_fork_in_child)
 
 
+def sweep_dead_programs() -> list[str]:
+    """Remove what procpar programs that died with their tracker left behind (their names say whose they
+    were: ``procpar-[kind-]<pid>-<start>-...``, see ``procpar_core.util.owned_name_prefix``); return the paths."""
+    import re
+    import shutil
+    import tempfile
+
+    from ._util import process_alive
+
+    pattern = re.compile(r"procpar-(?:[a-z]+-)?(\d+)-(\d+)-")
+    removed: list[str] = []
+    for directory in (tempfile.gettempdir(), "/dev/shm"):
+        try:
+            names = os.listdir(directory)
+        except OSError:
+            continue
+        for name in names:
+            match = pattern.match(name)
+            if match is None or process_alive(int(match.group(1)), int(match.group(2))):
+                continue
+            path = os.path.join(directory, name)
+            try:
+                if os.path.isdir(path) and not os.path.islink(path):
+                    shutil.rmtree(path)
+                else:
+                    os.unlink(path)
+            except OSError:
+                continue
+            removed.append(path)
+    return removed
+
+
 def main(fd: int | None = None) -> None:
     """The tracker process: collect notices until every writer is gone, then clean up."""
     import signal
@@ -136,6 +174,7 @@ def main(fd: int | None = None) -> None:
             os.close(stdio)
         except OSError:
             pass
+    threading.Thread(target=sweep_dead_programs, name="procpar-tracker-sweep", daemon=True).start()
     registry: dict[str, set[str]] = {rtype: set() for rtype in _CLEANUP_FUNCS}
     with open(fd, "rb") as pipe:
         for raw in pipe:

@@ -11,7 +11,7 @@ import os
 import sys
 from struct import Struct
 
-from . import _log, _process, _serializer
+from . import _log, _process, _serializer, _util
 from ._reduction import set_spawning_popen
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs a spawn child ~10 ms
@@ -114,6 +114,7 @@ def get_preparation_data(name: str, start_method: str) -> dict[str, Any]:
         "serializer": _serializer.get_serializer(),
         "log": _log.current_config(),
         "tempdir": current._config.get("tempdir"),
+        "program": _util.program_identity(),
     }
     data.update(_main_module_spec())
     return data

@@ -53,6 +53,10 @@ def prepare(data: dict[str, Any]) -> None:
         current.authkey = data["authkey"]
     if data.get("tempdir"):
         current._config["tempdir"] = data["tempdir"]
+    if data.get("program"):
+        from . import _util
+
+        _util._adopt_program_identity(data["program"])
     if data.get("log") is not None:
         from . import _log
 

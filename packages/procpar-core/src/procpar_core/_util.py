@@ -31,6 +31,8 @@ __all__ = [
     "process_start_time",
     "process_alive",
     "wait_process_exit",
+    "program_identity",
+    "owned_name_prefix",
 ]
 
 _exiting = False
@@ -118,6 +120,10 @@ def process_start_time(pid: int) -> int | None:
     except (OSError, ValueError, IndexError):
         return None
     return None if stat is None else stat[1]
+
+
+# Known at import, so that a forked child inherits it (a spawned child is told it: see _spawn_child.prepare).
+_program: tuple[int, int] = (os.getpid(), process_start_time(os.getpid()) or 0)
 
 
 def wait_process_exit(pid: int, start_time: int | None, timeout: float) -> bool:
@@ -354,15 +360,59 @@ def is_exiting() -> bool:
     return _exiting
 
 
+# -- names of what a program leaves on the machine ------------------------------------------------------
+#
+# Files procpar makes under $TMPDIR and in /dev/shm carry the identity of the program that made them: the pid
+# and start time of its first process (the one every other descends from). The resource tracker removes what a
+# program registered when the program ends, even by SIGKILL; if the tracker died with it, the next procpar
+# program's tracker finds these names, sees that their program is gone, and removes them.
+
+def program_identity() -> tuple[int, int]:
+    """(pid, start time) of the first process of this program; inherited by every child it starts."""
+    return _program
+
+
+def _adopt_program_identity(identity: tuple[int, int]) -> None:
+    global _program
+    _program = (int(identity[0]), int(identity[1]))
+
+
+def owned_name_prefix(kind: str = "") -> str:
+    """``procpar-[kind-]<pid>-<start>-``: how names of files this program makes begin (see above)."""
+    pid, start = program_identity()
+    return f"procpar-{kind + '-' if kind else ''}{pid}-{start}-"
+
+
 def _remove_temp_dir(rmtree: Callable[..., Any], tempdir: str) -> None:
     rmtree(tempdir, ignore_errors=True)
+    _untrack_folder(tempdir)
     from ._process import current_process
 
     current_process()._config["tempdir"] = None
 
 
+def track_folder(path: str) -> None:
+    """Have the resource tracker remove ``path`` if the program ends without removing it (SIGKILL)."""
+    try:
+        from . import _resource_tracker
+
+        _resource_tracker.register(path, "folder")
+    except (OSError, RuntimeError, ValueError) as exc:
+        info("could not register %s with the resource tracker: %s", path, exc)
+
+
+def _untrack_folder(path: str) -> None:
+    tracker = sys.modules.get("procpar_core._resource_tracker")
+    if tracker is not None and tracker._resource_tracker._fd is not None:
+        try:
+            tracker.unregister(path, "folder")
+        except (OSError, ValueError):
+            pass
+
+
 def get_temp_dir() -> str:
-    """A private directory for this process tree, made on first use and removed when its creator exits."""
+    """A private directory for this process tree, made on first use and removed when its creator exits (or by
+    the resource tracker, if it is killed)."""
     from ._process import current_process
 
     config = current_process()._config
@@ -371,8 +421,9 @@ def get_temp_dir() -> str:
         import shutil
         import tempfile
 
-        tempdir = tempfile.mkdtemp(prefix="procpar-")
+        tempdir = tempfile.mkdtemp(prefix=owned_name_prefix())
         info("created temp directory %s", tempdir)
+        track_folder(tempdir)
         Finalize(None, _remove_temp_dir, args=(shutil.rmtree, tempdir), exitpriority=-100)
         config["tempdir"] = tempdir
     return tempdir

@@ -30,10 +30,13 @@ from ._util import (
     get_temp_dir,
     in_main_thread,
     is_exiting,
+    owned_name_prefix,
     process_alive,
     process_start_time,
+    program_identity,
     register_after_fork,
     register_before_fork,
+    track_folder,
     wait_in_slices,
     wait_process_exit,
 )
@@ -69,6 +72,9 @@ __all__ = [
     "process_start_time",
     "process_alive",
     "wait_process_exit",
+    "program_identity",
+    "owned_name_prefix",
+    "track_folder",
 ]
 
 

@@ -21,6 +21,7 @@ import struct
 from procpar_core import _serializer, resource_tracker
 from procpar_core._reduction import dumps_bytes, dumps_each
 from procpar_core.reduction import ForkingPickler, loads
+from procpar_core.util import owned_name_prefix
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -71,8 +72,15 @@ def dumps(obj: Any) -> tuple[bytes, str | None]:
         size = buffer.raw().nbytes
         layout.append((offset, size))
         offset += (size + _ALIGN - 1) // _ALIGN * _ALIGN
-    name = "/procpar-oob-" + secrets.token_hex(8)
-    fd = os.open(_segment_path(name), os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    # Named after the program (a later program removes it if this one dies with its tracker), and registered
+    # before it exists: a SIGKILL between its creation and its registration would leave it behind for good.
+    name = "/" + owned_name_prefix("oob") + secrets.token_hex(8)
+    resource_tracker.register(name, "shared_memory")
+    try:
+        fd = os.open(_segment_path(name), os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    except BaseException:
+        resource_tracker.unregister(name, "shared_memory")
+        raise
     try:
         os.ftruncate(fd, max(offset, 1))
         # Written with pwrite() rather than through a mapping: the kernel fills each new page as it allocates
@@ -85,9 +93,9 @@ def dumps(obj: Any) -> tuple[bytes, str | None]:
     except BaseException:
         os.close(fd)
         os.unlink(_segment_path(name))
+        resource_tracker.unregister(name, "shared_memory")
         raise
     os.close(fd)
-    resource_tracker.register(name, "shared_memory")
     description = bytes(ForkingPickler.dumps((name, layout)))
     return _WITH_SEGMENT + _LAYOUT_LENGTH.pack(len(description)) + description + data, name
 

@@ -12,6 +12,7 @@ from ._queues import Full as Full
 from ._queues import JoinableQueue as JoinableQueue
 from ._queues import Queue as Queue
 from ._queues import SimpleQueue as SimpleQueue
+from ._synchronize import AbandonedLockWarning as AbandonedLockWarning
 from ._synchronize import Barrier as Barrier
 from ._synchronize import BoundedSemaphore as BoundedSemaphore
 from ._synchronize import BrokenBarrierError as BrokenBarrierError
@@ -20,6 +21,9 @@ from ._synchronize import Event as Event
 from ._synchronize import Lock as Lock
 from ._synchronize import RLock as RLock
 from ._synchronize import Semaphore as Semaphore
+from ._synchronize import get_owner_death_policy as get_owner_death_policy
+from ._synchronize import set_owner_death_policy as set_owner_death_policy
 
 __all__ = ["Lock", "RLock", "Semaphore", "BoundedSemaphore", "Condition", "Event", "Barrier",
-           "BrokenBarrierError", "Queue", "SimpleQueue", "JoinableQueue", "Empty", "Full"]
+           "BrokenBarrierError", "Queue", "SimpleQueue", "JoinableQueue", "Empty", "Full", "AbandonedLockWarning",
+           "set_owner_death_policy", "get_owner_death_policy"]

@@ -48,9 +48,11 @@ enum { TAIL_CLEAN = 0, TAIL_SUSPECT = 1 };
 typedef struct {
     uint32_t start, end; /* the stash window: data[start..end) is stream content nobody has taken */
     uint32_t pend;       /* an exact read of `pend` bytes into data[end..] is under way */
-    uint32_t pad;
+    uint32_t drop;       /* ... and it is a discard: once it lands, `skip` shrinks instead of the window growing */
     uint64_t canary;     /* what the last min(8, pend) bytes of that read's destination hold until it lands */
     uint64_t big_left;   /* data[start..] lies inside a message whose body still has big_left bytes to take */
+    uint64_t skip;       /* after the window, this many bytes in the pipe are the rest of a message cut short by
+                            its writer's death: they are read and thrown away */
 } rstate;
 
 typedef struct {
@@ -115,9 +117,14 @@ load(reader *r)
     if (s->pend) {
         size_t k = s->pend < 8 ? s->pend : 8;
         /* The canary still there: the read never happened. Overwritten: it did, and its bytes are ours. */
-        if (memcmp(r->data + s->end + s->pend - k, &s->canary, k) != 0)
-            s->end += s->pend;
+        if (memcmp(r->data + s->end + s->pend - k, &s->canary, k) != 0) {
+            if (s->drop)
+                s->skip -= s->pend < s->skip ? s->pend : s->skip;
+            else
+                s->end += s->pend;
+        }
         s->pend = 0;
+        s->drop = 0;
         normalize(s);
         commit(r);
     }
@@ -133,15 +140,17 @@ pipe_has(int fd)
     return n;
 }
 
-/* Read exactly n bytes (the pipe holds at least that many) into data[end..]. 0, or -1 with an exception. */
+/* Read exactly n bytes (the pipe holds at least that many) into data[end..]; with `drop`, to throw them away
+   (the `skip` after the window). 0, or -1 with an exception. */
 static int
-exact_read(reader *r, size_t n)
+exact_read_into(reader *r, size_t n, int drop)
 {
     rstate *s = &r->s;
     uint64_t canary = next_canary();
     size_t k = n < 8 ? n : 8;
     memcpy(r->data + s->end + n - k, &canary, k);
     s->pend = (uint32_t)n;
+    s->drop = (uint32_t)drop;
     s->canary = canary;
     commit(r);
     ssize_t got;
@@ -153,8 +162,13 @@ exact_read(reader *r, size_t n)
         Py_END_ALLOW_THREADS
     } while (got < 0 && err == EINTR);
     s->pend = 0;
-    if (got > 0)
-        s->end += (uint32_t)got;
+    s->drop = 0;
+    if (got > 0) {
+        if (drop)
+            s->skip -= (uint64_t)got < s->skip ? (uint64_t)got : s->skip;
+        else
+            s->end += (uint32_t)got;
+    }
     commit(r);
     if (got < 0) {
         errno = err;
@@ -166,6 +180,12 @@ exact_read(reader *r, size_t n)
 
 /* Make room at the end of the stash by moving its content to the front, if the two do not overlap (an
    overlapping move could leave a dead mover's state pointing at overwritten bytes). */
+static int
+exact_read(reader *r, size_t n)
+{
+    return exact_read_into(r, n, 0);
+}
+
 static void
 compact(reader *r)
 {
@@ -318,6 +338,30 @@ get_message(reader *r, PyObject *wsem, int64_t deadline, PyObject *on_lost)
             }
         }
         /* More bytes are needed. */
+        if (s->skip) {
+            /* The rest of a message cut short by its writer's death lies in the pipe: throw it away. */
+            if (s->end > s->start) {
+                Py_XDECREF(p.big);
+                PyErr_SetString(PyExc_OSError, "the queue's shared read state is corrupt (half a message before "
+                                "bytes to skip)");
+                return NULL;
+            }
+            long n = pipe_has(r->fd);
+            if (n < 0)
+                return PyErr_SetFromErrno(PyExc_OSError);
+            size_t k = r->cap - s->end;
+            if ((uint64_t)k > s->skip)
+                k = (size_t)s->skip;
+            if (n > 0 && (size_t)n < k)
+                k = (size_t)n;
+            if (n > 0) {
+                if (exact_read_into(r, k, 1) < 0)
+                    return NULL;
+                if (s->skip == 0 && count_lost(r, on_lost) < 0)
+                    return NULL;
+                continue;
+            }
+        }
         if (s->end == r->cap)
             compact(r);
         long n = pipe_has(r->fd);
@@ -392,9 +436,9 @@ get_message(reader *r, PyObject *wsem, int64_t deadline, PyObject *on_lost)
     }
 }
 
-/* With the read lock, for a writer that took the write lock over from a dead one: pull in what the pipe
-   holds and, once it is empty, drop a trailing half message. 1 if settled, 0 if the stash filled up first
-   (readers must make room), -1 with an exception. */
+/* With the read lock, for a writer that took the write lock over from a dead one (so nobody writes): find
+   where the dead writer's half message begins and cut the stream there (what of it is still in the pipe is
+   skipped later). 1 if settled, 0 if readers must make room in the stash first, -1 with an exception. */
 static int
 settle_tail(reader *r, PyObject *on_lost)
 {
@@ -402,62 +446,82 @@ settle_tail(reader *r, PyObject *on_lost)
         return -1;
     rstate *s = &r->s;
     for (;;) {
-        if (s->big_left) {
-            /* the rest of a message a dead reader had begun: skip it */
-            size_t have = s->end - s->start;
-            size_t take = have < s->big_left ? have : (size_t)s->big_left;
-            s->start += (uint32_t)take;
-            s->big_left -= take;
-            normalize(s);
-            commit(r);
-            if (s->big_left == 0 && count_lost(r, on_lost) < 0)
-                return -1;
-        }
-        size_t pos = s->start;
-        if (!s->big_left) {
-            while (pos < s->end) {
-                size_t hlen = 0;
-                int64_t size = pp_parse_frame(r->data + pos, s->end - pos, &hlen);
-                if (size == -2)
-                    return -1;
-                if (size < 0 || hlen + (uint64_t)size > s->end - pos)
-                    break;
-                pos += hlen + (size_t)size;
-            }
-        }
         long n = pipe_has(r->fd);
         if (n < 0) {
             PyErr_SetFromErrno(PyExc_OSError);
             return -1;
         }
-        if (n > 0) {
-            if (s->end == r->cap)
-                compact(r);
-            size_t room = r->cap - s->end;
-            if (room == 0)
-                return 0;
-            if (exact_read(r, (size_t)n < room ? (size_t)n : room) < 0)
-                return -1;
-            continue;
+        if (s->skip) {
+            /* cut already (an earlier settler died after recording it): whatever follows is whole */
+            mark_clean(r->q);
+            return 1;
         }
+        size_t have = s->end - s->start;
         if (s->big_left) {
-            /* the pipe is empty inside a message nobody will finish */
-            s->big_left = 0;
-            s->start = s->end;
-            normalize(s);
-            commit(r);
-            if (count_lost(r, on_lost) < 0)
-                return -1;
+            /* A dead reader was inside a message: it is cut short too if it runs past everything there is. */
+            if (s->big_left > have + (uint64_t)n) {
+                s->start = s->end;
+                s->big_left = 0;
+                s->skip = (uint64_t)n;
+                normalize(s);
+                commit(r);
+                if (n == 0 && count_lost(r, on_lost) < 0)
+                    return -1;
+                mark_clean(r->q);
+                return 1;
+            }
+            return 0; /* it ends before: readers take it, and then we look again */
         }
-        else if (pos < s->end) {
+        size_t pos = s->start, total = 0;
+        int incomplete = 0;
+        while (pos < s->end) {
+            size_t hlen = 0;
+            total = 0;
+            int64_t size = pp_parse_frame(r->data + pos, s->end - pos, &hlen);
+            if (size == -2)
+                return -1;
+            if (size < 0) {
+                incomplete = 1; /* not even its header: its length is unknown */
+                break;
+            }
+            total = hlen + (size_t)size;
+            if (total > s->end - pos) {
+                incomplete = 1;
+                break;
+            }
+            pos += total;
+        }
+        size_t tail = s->end - pos; /* bytes of the first unfinished message held in the stash */
+        int cut;
+        if (!incomplete)
+            cut = 0;
+        else if (total == 0 && tail < 12)
+            cut = tail + (uint64_t)n < 4 || (tail >= 4 && tail + (uint64_t)n < 12 && r->data[pos] == 0xff);
+        else
+            cut = tail + (uint64_t)n < total; /* it ends beyond all there is: the dead writer's, cut short */
+        if (cut) {
             s->end = (uint32_t)pos;
+            s->skip = (uint64_t)n;
             normalize(s);
             commit(r);
-            if (count_lost(r, on_lost) < 0)
+            if (n == 0 && count_lost(r, on_lost) < 0)
                 return -1;
+            mark_clean(r->q);
+            return 1;
         }
-        mark_clean(r->q);
-        return 1;
+        if (n == 0) {
+            /* everything is whole */
+            mark_clean(r->q);
+            return 1;
+        }
+        /* Whole messages, or one whose end may be in the pipe: read on, if there is room. */
+        if (s->end == r->cap)
+            compact(r);
+        size_t room = r->cap - s->end;
+        if (room == 0)
+            return 0;
+        if (exact_read(r, (size_t)n < room ? (size_t)n : room) < 0)
+            return -1;
     }
 }
 
@@ -552,14 +616,19 @@ q_get(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 static PyObject *
 q_put(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    /* put(fd, control, wlock, rlock, messages, block, on_lost) -> bool; the caller holds wlock */
-    if (nargs != 7) {
-        PyErr_SetString(PyExc_TypeError, "put(fd, control, wlock, rlock, messages, block, on_lost) takes 7 "
+    /* put(wfd, rfd, control, wlock, rlock, messages, block, on_lost) -> bool; the caller holds wlock */
+    if (nargs != 8) {
+        PyErr_SetString(PyExc_TypeError, "put(wfd, rfd, control, wlock, rlock, messages, block, on_lost) takes 8 "
                         "arguments");
         return NULL;
     }
-    int fd;
-    if (parse_fd(args[0], &fd) < 0 || check_sem(args[2], "wlock") < 0 || check_sem(args[3], "rlock") < 0)
+    int fd, rfd = -1;
+    if (parse_fd(args[0], &fd) < 0)
+        return NULL;
+    if (args[1] != Py_None && parse_fd(args[1], &rfd) < 0)
+        return NULL;
+    args++; /* the rest as before: control, wlock, rlock, messages, block, on_lost */
+    if (check_sem(args[2], "wlock") < 0 || check_sem(args[3], "rlock") < 0)
         return NULL;
     int block = PyObject_IsTrue(args[5]);
     if (block < 0)
@@ -568,9 +637,9 @@ q_put(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Py_buffer view;
     if (PyObject_GetBuffer(args[1], &view, PyBUF_WRITABLE) < 0)
         return NULL;
-    reader r;
+    reader r; /* over the read end: settling the tail reads what the dead writer left */
     PyObject *result = NULL;
-    if (open_reader(&r, fd, &view) < 0)
+    if (open_reader(&r, rfd, &view) < 0)
         goto done;
     if (wsem != Py_None && psem->abandoned(wsem)) {
         /* We took the lock over from a writer that died: its last message may be half written. */
@@ -584,7 +653,7 @@ q_put(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             goto done;
         }
         /* Settle it ourselves if no reader is at work; else a reader does, and wakes us. */
-        int got = rsem == Py_None ? 0 : psem->try_acquire(rsem);
+        int got = rsem == Py_None || rfd < 0 ? 0 : psem->try_acquire(rsem);
         if (got < 0)
             goto done;
         if (got) {
@@ -650,7 +719,8 @@ static PyMethodDef q_methods[] = {
      "write lock, or None) is watched for a writer dying in the middle of a message; `on_lost()` is called for "
      "each message lost to a death."},
     {"put", (PyCFunction)(void (*)(void))q_put, METH_FASTCALL,
-     "put(fd, control, wlock, rlock, messages, block, on_lost) -> bool\n\nWrite the messages. Hold the write "
+     "put(wfd, rfd, control, wlock, rlock, messages, block, on_lost) -> bool\n\nWrite the messages to wfd (rfd: "
+     "the read end). Hold the write "
      "lock. If the writer before us died mid-message, the tail is settled first (waiting, or False at once "
      "without `block`)."},
     {"stashed", (PyCFunction)q_stashed, METH_O, "stashed(control) -> int\n\nBytes read ahead (a hint)."},

@@ -12,8 +12,8 @@ def get(fd: int, control: Any, wlock: Semaphore | None, timeout: float | None,
         on_lost: Callable[[], object] | None, /) -> bytes | None:
     """One message, waiting at most ``timeout`` seconds for it to begin (None: forever); None if none began."""
 
-def put(fd: int, control: Any, wlock: Semaphore | None, rlock: Semaphore | None, messages: Sequence[bytes],
-        block: bool, on_lost: Callable[[], object] | None, /) -> bool:
+def put(wfd: int, rfd: int | None, control: Any, wlock: Semaphore | None, rlock: Semaphore | None,
+        messages: Sequence[bytes], block: bool, on_lost: Callable[[], object] | None, /) -> bool:
     """Write the messages, holding the write lock; False without ``block`` while a dead writer's tail is settled."""
 
 def stashed(control: Any, /) -> int:

@@ -91,6 +91,11 @@ class _LostItem:
                     cond.notify_all()
 
 
+def _fd_or_none(conn: Any) -> int | None:
+    """The read end, which a writer settling a dead writer's half message reads from (None if closed here)."""
+    return None if conn.closed else int(conn.fileno())
+
+
 def _new_stream() -> _arena.Arena:
     """The shared control block and read-ahead of a queue's stream (see _queue.c)."""
     arena = _arena.Arena(_STASH_SIZE)
@@ -177,8 +182,8 @@ class Queue:
                     try:
                         # False: the writer before us died mid-message and the tail is being settled; the
                         # feeder waits for that.
-                        if _stream.put(fd, self._stash, wsem, self._rlock._semlock, (payload,), False,
-                                       self._on_lost):
+                        if _stream.put(fd, _fd_or_none(self._reader), self._stash, wsem, self._rlock._semlock,
+                                       (payload,), False, self._on_lost):
                             return
                     except OSError:
                         pass  # the feeder reports it, as for any write
@@ -268,8 +273,8 @@ class Queue:
         thread = threading.Thread(
             target=Queue._feed,
             args=(self._buffer, self._feedlock, self._wakeup, self._idle,
-                  functools.partial(_stream.put, self._writer.fileno(), self._stash, self._wlock._semlock,
-                                    self._rlock._semlock),
+                  functools.partial(_stream.put, self._writer.fileno(), _fd_or_none(self._reader), self._stash,
+                                    self._wlock._semlock, self._rlock._semlock),
                   self._wlock, self._writer.close, self._ignore_epipe, self._sem, self._on_lost),
             name="QueueFeederThread",
             daemon=True,
@@ -423,7 +428,8 @@ class SimpleQueue:
         data = _serialize(obj)
         fd = self._writer.fileno()
         with self._wlock._semlock:
-            _stream.put(fd, self._stream.buffer, self._wlock._semlock, self._rlock._semlock, (data,), True, None)
+            _stream.put(fd, _fd_or_none(self._reader), self._stream.buffer, self._wlock._semlock, self._rlock._semlock,
+                        (data,), True, None)
 
     def _lost(self) -> int:
         """How many items were lost to a process dying while it wrote or read one."""
