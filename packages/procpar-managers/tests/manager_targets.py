@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import queue
 import signal
 import sys
+import threading
 import time
 from typing import Any
 
-from procpar_managers.managers import BaseManager, BaseProxy
+from procpar_managers.managers import AcquirerProxy, BaseManager, BaseProxy, SyncManager
 
 
 def fill(d: Any, lst: Any, ns: Any) -> None:
@@ -121,3 +123,44 @@ def kill_self_with_sigint() -> None:
 def bump_in_child(counter: Any) -> None:
     counter.bump(10)
     sys.exit(0)
+
+
+def get_one(queue: Any, started: Any) -> None:
+    started.set()
+    queue.get()
+
+
+def acquire_held(lock: Any, started: Any) -> None:
+    started.set()
+    lock.acquire()
+
+
+class EnteringQueue(queue.Queue):  # type: ignore[type-arg]
+    """A queue that says (in a flag its manager serves) when a get() has begun waiting in the server."""
+
+    def __init__(self, entered: Any) -> None:
+        super().__init__()
+        self.entered = entered
+
+    def get(self, block: bool = True, timeout: float | None = None) -> Any:
+        self.entered.set()
+        return super().get(block, timeout)
+
+
+class EnteringSemaphore(threading.Semaphore):
+    def __init__(self, entered: Any) -> None:
+        super().__init__(1)
+        self.entered = entered
+
+    def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
+        if blocking:
+            self.entered.set()
+        return super().acquire(blocking, timeout)
+
+
+class DeathManager(SyncManager):
+    pass
+
+
+DeathManager.register("EnteringQueue", EnteringQueue)
+DeathManager.register("EnteringSemaphore", EnteringSemaphore, AcquirerProxy)

@@ -128,3 +128,24 @@ class FailsToLoad:
 
     def __reduce__(self) -> Any:
         return _refuse_to_load, ()
+
+
+def hold_memory(megabytes: int, seconds: float) -> int:
+    """Allocate and touch that much memory, keep it a while, return how much."""
+    block = bytearray(megabytes << 20)
+    for i in range(0, len(block), 4096):
+        block[i] = 1
+    time.sleep(seconds)
+    return len(block) >> 20
+
+
+_kept: list[bytearray] = []
+
+
+def grow_and_keep(megabytes: int) -> int:
+    """Leave the worker bigger than before (as a leaking task would)."""
+    block = bytearray(megabytes << 20)
+    for i in range(0, len(block), 4096):
+        block[i] = 1
+    _kept.append(block)
+    return os.getpid()

@@ -10,8 +10,10 @@ from ._resource_tracker import (
     getfd,
     main,
     register,
+    sweep_dead_programs,
     unregister,
 )
 
-__all__ = ["ResourceTracker", "ensure_running", "register", "unregister", "getfd", "main", "_CLEANUP_FUNCS",
+__all__ = ["ResourceTracker", "ensure_running", "register", "unregister", "getfd", "main", "sweep_dead_programs",
+           "_CLEANUP_FUNCS",
            "_resource_tracker"]
