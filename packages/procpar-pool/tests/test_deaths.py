@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 from typing import Any
 
 import pool_targets as t
 import pytest
 
+from procpar_core.util import wait_process_exit
 from procpar_pool import MemoryLimitError, Pool, WorkerLostError
 from procpar_pool._errors import _read_counter, describe_exit, oom_kill_count
 
@@ -102,7 +102,4 @@ def test_ctrl_c_inside_an_imap_loop_stops_at_once(ctx: Any, run_script: Any) -> 
     seconds, *pids = out.stdout.split()
     assert float(seconds) < 5
     for pid in map(int, pids):
-        deadline = time.monotonic() + 30
-        while os.path.exists(f"/proc/{pid}") and open(f"/proc/{pid}/stat").read().split(") ")[-1][0] != "Z":
-            assert time.monotonic() < deadline
-            time.sleep(0.02)
+        assert wait_process_exit(pid, None, 30)  # no worker left behind
