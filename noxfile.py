@@ -4,6 +4,7 @@
   tree as wheels (non-editable, so the built wheel is what is tested), proves that no other procpar package is
   importable, and runs the package's tests. Tagged ``tests`` with ``lint`` and ``typecheck``: ``nox -t tests``.
 * ``lint`` (ruff), ``typecheck`` (mypy --strict over every package's src).
+* ``faults``: the fault suite (``faults/``), on the first Python; tagged ``tests`` too.
 * ``bench`` and ``conformance``: not run by default.
 
 Interpreters are never downloaded: the Pythons 3.10-3.13 installed (on PATH or under pyenv) are used and
@@ -43,7 +44,7 @@ nox.options.error_on_missing_interpreters = False
 nox.options.reuse_existing_virtualenvs = False
 if hasattr(nox.options, "download_python"):
     nox.options.download_python = "never"
-nox.options.sessions = [f"tests-{short}" for short in PACKAGES] + ["lint", "typecheck"]
+nox.options.sessions = [f"tests-{short}" for short in PACKAGES] + ["faults", "lint", "typecheck"]
 
 
 def _add_pyenv_interpreters_to_path() -> None:
@@ -114,11 +115,21 @@ for _short, (_dist, _import, _) in PACKAGES.items():
     _make_test_session(_short, _dist, _import)
 
 
+@nox.session(python=PYTHONS[0], tags=["tests"])
+def faults(session: nox.Session) -> None:
+    """The fault suite (faults/): seeded random SIGKILLs and Ctrl-C under every start method, leak audits,
+    hypothesis against connection frames, the handshake and the manager envelope."""
+    _install_closure(session, "procpar", *TEST_DEPS, "numpy")
+    session.chdir(session.create_tmp())
+    session.run("pytest", "-p", "no:cacheprovider", "-q", "--rootdir", str(ROOT / "faults"), str(ROOT / "faults"),
+                *session.posargs)
+
+
 @nox.session(tags=["tests"])
 def lint(session: nox.Session) -> None:
-    """ruff over the packages, benchmarks and this file."""
+    """ruff over the packages, benchmarks, the fault suite and this file."""
     session.install("ruff>=0.4")
-    session.run("ruff", "check", "packages", "benchmarks", "noxfile.py")
+    session.run("ruff", "check", "packages", "benchmarks", "faults", "noxfile.py")
 
 
 @nox.session(tags=["tests"])

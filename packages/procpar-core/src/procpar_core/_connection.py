@@ -681,14 +681,20 @@ class Listener:
             timeout = SIGNAL_SLICE if timeout is None else min(timeout, SIGNAL_SLICE)
         ready = {fd for fd, _ in poller.poll(-1 if timeout is None else _timeout_ms(timeout))}
         if listener._socket.fileno() in ready:
-            conn = listener._accept_ready()
-            address = listener._last_accepted
             try:
-                self._handshakes.append(
-                    ServerHandshake(conn, address, self._authkey or b"", time.monotonic() + self._handshake_timeout))
-            except BaseException:
-                conn.close()
-                raise
+                conn = listener._accept_ready()
+            except (BlockingIOError, ConnectionAbortedError):
+                conn = None  # the peer gave up between poll() and accept()
+            if conn is not None:
+                address = listener._last_accepted
+                try:
+                    self._handshakes.append(ServerHandshake(conn, address, self._authkey or b"",
+                                                            time.monotonic() + self._handshake_timeout))
+                except OSError:
+                    conn.close()  # it left before our challenge: nobody else's business
+                except BaseException:
+                    conn.close()
+                    raise
         now = time.monotonic()
         for handshake in list(self._handshakes):
             try:
