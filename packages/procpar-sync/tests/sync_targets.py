@@ -133,3 +133,10 @@ def get_length(queue: Any, out: Any) -> None:
 def barrier_party(barrier: Any, arrived: Any) -> None:
     arrived.release()
     barrier.wait()
+
+
+def fill_then_sleep(queue: Any, started: Any) -> None:
+    """Put more than the pipe holds with nobody reading (the feeder blocks), then wait to be interrupted."""
+    queue.put(b"x" * (8 << 20))
+    started.set()
+    time.sleep(600)

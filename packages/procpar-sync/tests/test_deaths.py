@@ -320,3 +320,14 @@ def test_ctrl_c_reaches_a_get_stuck_in_the_middle_of_an_item(ctx: Any, run_scrip
     result = run_script(CTRL_C_MID_ITEM, ctx.get_start_method(), timeout=60)
     assert result.returncode == 0, result.stderr
     assert 0.9 < float(result.stdout.split()[-1]) < 5, result.stdout
+
+
+def test_an_interrupted_child_does_not_wait_for_a_blocked_feeder(ctx: Any) -> None:
+    q, started = ps.Queue(), ps.Event()
+    p = ctx.Process(target=t.fill_then_sleep, args=(q, started))
+    p.start()
+    assert started.wait(30)
+    _until(lambda: _unread(q._reader.fileno()) >= PIPE - 4096)  # the feeder is stuck on the full pipe
+    os.kill(p.pid, signal.SIGINT)
+    p.join(30)
+    assert p.exitcode == 1  # KeyboardInterrupt, and out: the feeder's item is lost with it

@@ -31,7 +31,7 @@ from procpar_core import _serializer
 from procpar_core import connection as _connection
 from procpar_core import reduction as _reduction
 from procpar_core.reduction import assert_spawning
-from procpar_core.util import Finalize, debug, info, is_exiting, register_after_fork
+from procpar_core.util import Finalize, debug, exiting_on_interrupt, info, is_exiting, register_after_fork
 
 from . import _arena
 from . import _queue as _stream
@@ -294,6 +294,11 @@ class Queue:
 
     @staticmethod
     def _finalize_join(twr: Any) -> None:
+        if exiting_on_interrupt():
+            # Ctrl-C: the feeder may be blocked on a pipe nobody reads any more; what it still holds is lost
+            # with this process, as its user asked.
+            debug("not joining the queue's feeder: interrupted")
+            return
         thread = twr()
         if thread is not None:
             debug("joining queue thread")

@@ -58,8 +58,11 @@ if TYPE_CHECKING:
     from procpar_sync import Lock as Lock
     from procpar_sync import Queue as Queue
     from procpar_sync import RLock as RLock
+    from procpar_sync import AbandonedLockWarning as AbandonedLockWarning
     from procpar_sync import Semaphore as Semaphore
     from procpar_sync import SimpleQueue as SimpleQueue
+    from procpar_sync import get_owner_death_policy as get_owner_death_policy
+    from procpar_sync import set_owner_death_policy as set_owner_death_policy
 
     from . import connection as connection
     from . import context as context
@@ -83,6 +86,7 @@ __all__ = [
     "allow_connection_pickling", "cpu_count", "current_process", "freeze_support", "get_all_start_methods",
     "get_context", "get_logger", "get_start_method", "log_to_stderr", "parent_process", "reducer",
     "set_executable", "set_forkserver_preload", "set_start_method", "set_serializer", "get_serializer",
+    "AbandonedLockWarning", "set_owner_death_policy", "get_owner_death_policy",
 ]
 
 cpu_count = _default_context.cpu_count

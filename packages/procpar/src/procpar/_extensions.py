@@ -16,14 +16,16 @@ if TYPE_CHECKING:
 EXTENSIONS: dict[str, tuple[str, str]] = {
     **{name: ("procpar_sync", "procpar-sync") for name in (
         "Lock", "RLock", "Semaphore", "BoundedSemaphore", "Condition", "Event", "Barrier",
-        "Queue", "SimpleQueue", "JoinableQueue")},
+        "Queue", "SimpleQueue", "JoinableQueue", "AbandonedLockWarning", "set_owner_death_policy",
+        "get_owner_death_policy")},
     **{name: ("procpar_shm", "procpar-shm") for name in ("Value", "Array", "RawValue", "RawArray")},
     "Manager": ("procpar_managers", "procpar-managers"),
     "Pool": ("procpar_pool", "procpar-pool"),
 }
 
 # Factories that take no ``ctx=`` (they create no lock or process).
-NO_CONTEXT_ARGUMENT = frozenset({"RawValue", "RawArray"})
+NO_CONTEXT_ARGUMENT = frozenset({"RawValue", "RawArray", "AbandonedLockWarning", "set_owner_death_policy",
+                                 "get_owner_death_policy"})
 # Factories whose context keyword is not ``ctx`` (the stdlib's Pool takes ``context=``).
 CONTEXT_KEYWORD = {"Pool": "context"}
 
