@@ -120,12 +120,14 @@ def run_trial(scenario: str, impl: str, method: str, seed: int) -> dict[str, Any
                               "lost": 0, "excused": 0, "dup": 0, "leftover_files": 0, "leftover_processes": 0}
     start = time.monotonic()
     if scenario.startswith("ctrl_c"):
-        example = rng.choice(sorted(EXAMPLES))
+        # Mostly the examples that run long enough to be interrupted in the middle of their work.
+        example = rng.choice(["pool", "pool", "workers", "workers", "manager", "lock", "queue", "pipe"])
         path = os.path.join(workdir, "example.py")
         with open(path, "w") as f:
             f.write(SHIM.format(impl=impl, method=method) + EXAMPLES[example])
         proc = _start([sys.executable, path], trial_id, workdir)
-        time.sleep(rng.uniform(0.05, 1.2))
+        time.sleep(rng.uniform(0.3, 1.5))
+        result["interrupted"] = proc.poll() is None
         sent = time.monotonic()
         try:
             os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
@@ -136,7 +138,8 @@ def run_trial(scenario: str, impl: str, method: str, seed: int) -> dict[str, Any
         except subprocess.TimeoutExpired:
             result["hang"] = True
         result["example"] = example
-        result["seconds_to_exit"] = round(time.monotonic() - sent, 3)
+        if result["interrupted"]:
+            result["seconds_to_exit"] = round(time.monotonic() - sent, 3)
     elif scenario.startswith("sigkill"):
         proc = _start([sys.executable, os.path.join(HERE, "trials.py"), "resources", impl, method, str(seed),
                        workdir], trial_id, workdir)
@@ -195,10 +198,10 @@ def summarize(results: list[dict[str, Any]]) -> str:
     for r in results:
         rows.setdefault((r["scenario"], r["method"], r["impl"]), []).append(r)
     lines = [f"{'scenario':<20}{'method':<11}{'impl':<16}{'trials':>6}{'hangs':>6}{'lost':>6}{'excused':>8}"
-             f"{'dup':>5}{'files':>6}{'procs':>6}  exit s (median/max)"]
+             f"{'dup':>5}{'files':>6}{'procs':>6}  exit s after Ctrl-C (median/max of n)"]
     for (scenario, method, impl), rs in sorted(rows.items()):
         exits = sorted(r["seconds_to_exit"] for r in rs if "seconds_to_exit" in r and not r["hang"])
-        exit_s = f"{exits[len(exits) // 2]:.2f}/{exits[-1]:.2f}" if exits else "-"
+        exit_s = f"{exits[len(exits) // 2]:.2f}/{exits[-1]:.2f} of {len(exits)}" if exits else "-"
         total = {key: sum(r[key] for r in rs) for key in ("hang", "lost", "excused", "dup", "leftover_files",
                                                            "leftover_processes")}
         lines.append(f"{scenario:<20}{method:<11}{impl:<16}{len(rs):>6}{total['hang']:>6}{total['lost']:>6}"

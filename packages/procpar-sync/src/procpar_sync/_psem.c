@@ -1325,7 +1325,7 @@ PyInit__psem(void)
     /* The identity cache belongs to the process: a forked child has a pid (and start time) of its own. */
     pthread_atfork(NULL, NULL, forget_tag);
     AbandonedLockWarning = PyErr_NewExceptionWithDoc(
-        "procpar_sync._psem.AbandonedLockWarning",
+        "procpar_sync.AbandonedLockWarning",
         "A lock (or semaphore units) was taken over from a process that died holding it.", PyExc_RuntimeWarning,
         NULL);
     if (AbandonedLockWarning == NULL)
