@@ -50,6 +50,7 @@ if TYPE_CHECKING:
     from procpar_shm import RawArray as RawArray
     from procpar_shm import RawValue as RawValue
     from procpar_shm import Value as Value
+    from procpar_sync import AbandonedLockWarning as AbandonedLockWarning
     from procpar_sync import Barrier as Barrier
     from procpar_sync import BoundedSemaphore as BoundedSemaphore
     from procpar_sync import Condition as Condition
@@ -58,7 +59,6 @@ if TYPE_CHECKING:
     from procpar_sync import Lock as Lock
     from procpar_sync import Queue as Queue
     from procpar_sync import RLock as RLock
-    from procpar_sync import AbandonedLockWarning as AbandonedLockWarning
     from procpar_sync import Semaphore as Semaphore
     from procpar_sync import SimpleQueue as SimpleQueue
     from procpar_sync import get_owner_death_policy as get_owner_death_policy
