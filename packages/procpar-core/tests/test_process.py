@@ -265,6 +265,7 @@ def test_daemonic_children_terminated_at_exit(run_script: Any) -> None:
             time.sleep(0.2)
             print("non-daemon finished", flush=True)
         if __name__ == "__main__":
+            procpar_core.set_start_method(sys.argv[1])
             ctx = procpar_core.get_context(sys.argv[1])
             d = ctx.Process(target=forever, daemon=True); d.start()
             n = ctx.Process(target=finite); n.start()

@@ -88,6 +88,7 @@ def stubborn():
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     time.sleep(600)
 if __name__ == "__main__":
+    procpar_core.set_start_method(sys.argv[1])
     ctx = procpar_core.get_context(sys.argv[1])
     p = ctx.Process(target=stubborn)
     p.start()
@@ -222,6 +223,7 @@ from procpar_core import util
 from procpar_core.connection import Listener
 from procpar_core.resource_tracker import _resource_tracker
 if __name__ == "__main__":
+    procpar_core.set_start_method(sys.argv[1])
     ctx = procpar_core.get_context(sys.argv[1])
     listener = Listener()  # its socket file lives in the program's temp dir
     p = ctx.Process(target=time.sleep, args=(60,), daemon=True)

@@ -4,7 +4,7 @@ import os
 import subprocess
 import sys
 import textwrap
-from typing import Any
+from typing import Any, Iterator
 
 import pytest
 
@@ -14,9 +14,19 @@ METHODS = procpar_core.get_all_start_methods()
 
 
 @pytest.fixture(params=METHODS)
-def ctx(request: pytest.FixtureRequest) -> Any:
-    """The procpar-core context of each start method."""
-    return procpar_core.get_context(request.param)
+def ctx(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """The procpar-core context of each start method.
+
+    The program's start method is set to the same one for the test, as CPython's suite does per module: objects
+    made with the default context (``procpar_sync.Lock()``) may then go to its children, which a fork-context
+    lock may not under spawn and forkserver (as with the stdlib).
+    """
+    before = procpar_core.get_start_method(allow_none=True)
+    procpar_core.set_start_method(request.param, force=True)
+    try:
+        yield procpar_core.get_context(request.param)
+    finally:
+        procpar_core.set_start_method(before, force=True)
 
 
 @pytest.fixture

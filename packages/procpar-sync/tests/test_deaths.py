@@ -300,6 +300,7 @@ def put_big(q, started):
     q.put(b"x" * (8 << 20))
     time.sleep(600)
 if __name__ == "__main__":
+    procpar_core.set_start_method(sys.argv[1])
     ctx = procpar_core.get_context(sys.argv[1])
     q, started = ps.Queue(), ps.Event()
     p = ctx.Process(target=put_big, args=(q, started), daemon=True)

@@ -372,6 +372,7 @@ def test_sigkill_leaves_nothing_behind(run_script: Any) -> None:
             q.put("holding")
             signal.pause()
         if __name__ == "__main__":
+            procpar_core.set_start_method(sys.argv[1])
             ctx = procpar_core.get_context(sys.argv[1])
             lock, q = procpar_sync.Lock(), procpar_sync.Queue()
             children = [ctx.Process(target=hold, args=(procpar_sync.Lock(), q)) for _ in range(2)]

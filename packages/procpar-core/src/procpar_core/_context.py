@@ -120,11 +120,12 @@ class BaseContext:
 
         set_executable(executable)
 
-    def set_forkserver_preload(self, module_names: Sequence[str]) -> None:
-        """Modules the forkserver imports once, so that its children start with them loaded."""
+    def set_forkserver_preload(self, module_names: Sequence[str], *, on_error: str = "ignore") -> None:
+        """Modules the forkserver imports once, so that its children start with them loaded; ``on_error``:
+        ``"ignore"``, ``"warn"`` or ``"fail"`` when one cannot be imported."""
         from ._forkserver import set_forkserver_preload
 
-        set_forkserver_preload(module_names)
+        set_forkserver_preload(module_names, on_error=on_error)
 
     def get_logger(self) -> Any:
         from ._log import get_logger

@@ -44,11 +44,27 @@ class ForkServer:
         self._alive_w: int | None = None
         self._pid: int | None = None
         self._preload: list[str] = ["__main__"]
+        self._on_error = "ignore"
 
-    def set_forkserver_preload(self, modules_names: Sequence[str]) -> None:
+    def set_forkserver_preload(self, modules_names: Sequence[str], *, on_error: str = "ignore") -> None:
+        """Modules the server imports once, before it forks any child. ``on_error`` (3.15's) says what an
+        import that fails does: ``"ignore"`` it, ``"warn"`` (a warning in the server's error output), or
+        ``"fail"`` (the server does not start, and the ``start()`` that needed it raises)."""
         if isinstance(modules_names, str) or not all(type(m) is str for m in modules_names):
             raise TypeError("module_names must be a list of strings")
+        if on_error not in ("ignore", "warn", "fail"):
+            raise ValueError(f"on_error must be 'ignore', 'warn' or 'fail', not {on_error!r}")
         self._preload = list(modules_names)
+        self._on_error = on_error
+
+    # The stdlib's names for the server's pid and address (tests and tools read them).
+    @property
+    def _forkserver_pid(self) -> int | None:
+        return self._pid
+
+    @property
+    def _forkserver_address(self) -> str | None:
+        return self._address
 
     def _stop(self) -> None:
         with self._lock:
@@ -80,6 +96,27 @@ class ForkServer:
             return False
         return pid == 0
 
+    def _exit_status(self) -> str | None:
+        """How the server this process started ended, if it has (it is then reaped and forgotten)."""
+        import time
+
+        with self._lock:
+            if self._pid is None:
+                return None
+            deadline = time.monotonic() + 1.0  # it closed our connection: it may be exiting right now
+            while True:
+                try:
+                    pid, status = os.waitpid(self._pid, os.WNOHANG)
+                except ChildProcessError:
+                    return "already reaped"
+                if pid != 0:
+                    break
+                if time.monotonic() > deadline:
+                    return None
+                time.sleep(0.01)
+            self._pid = None
+            return f"exit code {os.waitstatus_to_exitcode(status)}"
+
     def ensure_running(self) -> str:
         """Start the server unless it runs; return its address."""
         with self._lock:
@@ -108,7 +145,7 @@ class ForkServer:
             alive_r, alive_w = os.pipe()
             try:
                 prep = _spawn.get_preparation_data("ForkServer", "forkserver")
-                config = _reduction.dumps((prep, self._preload, address))
+                config = _reduction.dumps((prep, self._preload, address, self._on_error))
                 config_r, config_w = os.pipe()
                 passed = [listener.fileno(), alive_r, config_r]
                 argv = [_spawn.get_executable(), *_spawn.interpreter_args(), "-c", _SERVER_CODE,
@@ -138,20 +175,31 @@ class ForkServer:
         sock = socket.socket(socket.AF_UNIX)
         try:
             sock.settimeout(None)
-            sock.connect(address)
-            sock.sendmsg([REQUEST.pack(len(payload), len(fds))],
-                         [(socket.SOL_SOCKET, socket.SCM_RIGHTS, bytes(memoryview(_as_int_array(fds))))]
-                         if fds else [])
-            sock.sendall(payload)
-            reply = _recv_exact(sock, PID.size)
-            if reply is None:
-                raise RuntimeError("the forkserver closed the connection without starting the child; "
-                                   "see its error output above")
-            (pid,) = PID.unpack(reply)
-            return pid, sock
+            try:
+                return self._request(sock, address, fds, payload)
+            except OSError as exc:
+                status = self._exit_status()
+                if status is None:
+                    raise
+                raise RuntimeError(f"the forkserver exited ({status}) before it could start the child; see its "
+                                   f"error output above") from exc
         except BaseException:
             sock.close()
             raise
+
+    def _request(self, sock: Any, address: str, fds: Sequence[int], payload: bytes) -> tuple[int, Any]:
+        import socket
+
+        sock.connect(address)
+        sock.sendmsg([REQUEST.pack(len(payload), len(fds))],
+                     [(socket.SOL_SOCKET, socket.SCM_RIGHTS, bytes(memoryview(_as_int_array(fds))))]
+                     if fds else [])
+        sock.sendall(payload)
+        reply = _recv_exact(sock, PID.size)
+        if reply is None:
+            raise ConnectionResetError("the forkserver closed the connection without starting the child")
+        (pid,) = PID.unpack(reply)
+        return pid, sock
 
 
 def _as_int_array(fds: Sequence[int]) -> Any:
@@ -195,7 +243,7 @@ def main() -> None:
     from . import _spawn_child
 
     with open(config_fd, "rb") as f:
-        prep, preload, address = loads(f.read())
+        prep, preload, address, on_error = loads(f.read())
     _spawn_child.inheriting = True
     try:
         try:
@@ -208,8 +256,17 @@ def main() -> None:
                 continue  # prepare() already ran the parent's main module as __mp_main__
             try:
                 __import__(name)
-            except ImportError:
-                pass
+            except Exception as exc:
+                if on_error == "fail":
+                    sys.stderr.write(f"procpar forkserver: preloading {name!r} failed ({exc!r}); the server "
+                                     f"stops (set_forkserver_preload(on_error='fail'))\n")
+                    _util.flush_std_streams()
+                    os._exit(1)
+                if on_error == "warn":
+                    import warnings
+
+                    warnings.warn(f"procpar forkserver: could not preload {name!r}: {exc!r}", RuntimeWarning,
+                                  stacklevel=1)
     finally:
         _spawn_child.inheriting = False
     _util.flush_std_streams()
@@ -327,6 +384,7 @@ def _fork_child(conn: Any, children: dict[int, Any], server_objects: tuple[Any, 
         from . import _spawn_child
 
         fd = conn.fileno()
+        _util.enter_forked_child()
         code = _spawn_child.run_child(fd, list(fds), parent_sentinel=fd)
     except BaseException:
         import traceback
@@ -334,7 +392,7 @@ def _fork_child(conn: Any, children: dict[int, Any], server_objects: tuple[Any, 
         traceback.print_exc()
     finally:
         _util.flush_std_streams()
-        os._exit(code)
+        _util.leave_forked_child(code)
 
 
 def _after_fork_in_child() -> None:

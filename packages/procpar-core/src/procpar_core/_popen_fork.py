@@ -45,9 +45,10 @@ class PopenFork(ChildPopen):
                 for fd in _liveness_fds:
                     _util.close_fds(fd)
                 _liveness_fds[:] = [child_w] if child_w >= 0 else []
+                _util.enter_forked_child()
                 code = process_obj._bootstrap(parent_sentinel=child_r)
             finally:
-                os._exit(code)
+                _util.leave_forked_child(code)
         self.pid = pid
         os.close(child_r)
         if USE_PIDFD:

@@ -44,6 +44,12 @@ try:
 except OSError:  # the working directory was removed
     ORIGINAL_DIR = None
 
+# Children run the parent's main module as ``__mp_main__``: objects of classes defined there pickle as
+# ``__mp_main__.Name`` in a child, and the parent finds them under the same name. A spawn child's bootstrap
+# replaces the alias with the module it runs.
+if "__main__" in sys.modules:
+    sys.modules.setdefault("__mp_main__", sys.modules["__main__"])
+
 
 class AuthenticationString(bytes):
     """An authkey: bytes that refuse to be pickled except into a child being created."""
@@ -292,7 +298,8 @@ class BaseProcess:
                 _util._interrupt_exit = True
                 raise
             finally:
-                _util._exit_function()
+                if not _util._exit_from_atexit:
+                    _util._exit_function()
         except SystemExit as exc:
             code = exc.code
             if code is None:

@@ -85,7 +85,9 @@ register = ForkingPickler.register
 
 def _stdlib_reducers() -> dict[type, Callable[[Any], Any]]:
     # Only when the program already loaded the stdlib's reduction module: procpar never imports it.
-    stdlib = sys.modules.get("multiprocessing.reduction")
+    from ._util import stdlib_module
+
+    stdlib = stdlib_module("reduction")
     if stdlib is None:
         return {}
     return getattr(getattr(stdlib, "ForkingPickler", None), "_extra_reducers", {})

@@ -41,6 +41,7 @@ def _remove_folder(name: str) -> None:
 
 _CLEANUP_FUNCS: dict[str, Callable[[str], None]] = {
     "noop": lambda name: None,
+    "dummy": lambda name: None,  # for tests of the tracker itself, as the stdlib's
     "shared_memory": _unlink_shared_memory,
     "folder": _remove_folder,
 }
@@ -52,6 +53,7 @@ class ResourceTracker:
         self._lock = threading.Lock()
         self._fd: int | None = None
         self._pid: int | None = None
+        self._exitcode: int | None = None  # the tracker's, once _stop() reaped it: 1 if it cleaned up leaks
 
     def getfd(self) -> int | None:
         self.ensure_running()
@@ -68,14 +70,45 @@ class ResourceTracker:
             return False
         return pid == 0
 
+    def _check_alive(self) -> bool:
+        """Whether the tracker still reads its pipe (a probe notice gets through)."""
+        if self._fd is None:
+            return False
+        try:
+            os.write(self._fd, b"PROBE:noop:\n")
+        except OSError:
+            return False
+        return True
+
+    def _stop(self) -> None:
+        """Close this process's end of the pipe and, if this process started the tracker, wait for it (it
+        cleans up what is still registered once no process holds the pipe)."""
+        with self._lock:
+            if self._fd is None:
+                return
+            os.close(self._fd)
+            self._fd = None
+            if self._pid is not None:
+                _, status = os.waitpid(self._pid, 0)
+                self._exitcode = os.waitstatus_to_exitcode(status)
+                self._pid = None
+
     def ensure_running(self) -> None:
         """Start the tracker unless this process tree already has one."""
         with self._lock:
             if self._running():
                 return
             if self._fd is not None:
+                if self._pid is not None:
+                    import warnings
+
+                    # What it tracked is no longer tracked by anyone: say so, as the stdlib does.
+                    warnings.warn("resource_tracker: process died unexpectedly; starting a new one. Resources "
+                                  "registered with the old tracker may leak.", UserWarning, stacklevel=3)
                 os.close(self._fd)
                 self._fd = None
+                self._pid = None
+            self._exitcode = None
             from ._popen_spawn import _PACKAGE_ROOT
             from ._spawn import get_executable, interpreter_args
 
@@ -184,13 +217,17 @@ def main(fd: int | None = None) -> None:
                     registry[rtype].add(name)
                 elif verb == "UNREGISTER":
                     registry[rtype].discard(name)
+                elif verb == "PROBE":
+                    pass
                 else:
                     raise ValueError(verb)
             except Exception:
                 sys.stderr.write(f"procpar resource tracker: ignoring malformed notice {raw!r}\n")
+    leaked = False
     for rtype, names in registry.items():
         if not names:
             continue
+        leaked = True
         warnings.warn(f"resource_tracker: There appear to be {len(names)} leaked {rtype} objects to clean up "
                       "at shutdown", UserWarning, stacklevel=1)
         for name in sorted(names):
@@ -198,3 +235,5 @@ def main(fd: int | None = None) -> None:
                 _CLEANUP_FUNCS[rtype](name)
             except Exception as exc:
                 warnings.warn(f"resource_tracker: {name!r}: {exc!r}", UserWarning, stacklevel=1)
+    if leaked:
+        sys.exit(1)  # the exit status says whether anything had leaked

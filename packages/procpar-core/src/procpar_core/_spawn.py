@@ -84,12 +84,14 @@ def _main_module_spec() -> dict[str, str]:
     if main is None or getattr(sys, "frozen", False):
         return {}
     spec = getattr(main, "__spec__", None)
-    if spec is not None and spec.name not in ("__main__", "__mp_main__"):
-        # ``python -m package.module``: re-import by name (``x.__main__`` runs as ``x``).
+    if spec is not None:
         name = spec.name
-        if name.endswith(".__main__"):
-            name = name[: -len(".__main__")]
-        return {"init_main_from_name": name}
+        if name == "__main__" or name.endswith(".__main__"):
+            # A package run with -m, a directory or a zip file: their __main__.py runs its main-only code
+            # unconditionally, so children never re-run it (as the stdlib does).
+            return {}
+        if name != "__mp_main__":
+            return {"init_main_from_name": name}  # ``python -m package.module``: re-import by name
     path = getattr(main, "__file__", None)
     if path is None:
         return {}  # interactive session or -c: nothing to re-run
@@ -147,7 +149,7 @@ def build_payload(popen: SpawningPopen, process_obj: Any, start_method: str) -> 
     # Objects of the stdlib built on a procpar context (concurrent.futures' queues given
     # mp_context=procpar.get_context(...), say) pickle through the stdlib's reducers, which ask the stdlib's
     # context for the spawning popen: when that module is loaded, it is told too. Nothing is imported.
-    stdlib_context = sys.modules.get("multiprocessing.context")
+    stdlib_context = _util.stdlib_module("context")
     set_spawning_popen(popen)
     if stdlib_context is not None:
         stdlib_context.set_spawning_popen(popen)

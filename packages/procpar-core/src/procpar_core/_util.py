@@ -333,12 +333,24 @@ def _run_before_forkers() -> None:
     _run_hooks(_beforefork_registry, "before forker")
 
 
+def stdlib_module(name: str) -> Any:
+    """The stdlib's ``multiprocessing.<name>`` if the program loaded it, else None; never imports it.
+
+    Under the drop-in alias (``sys.modules["multiprocessing"]`` is procpar) the name holds procpar's own
+    module, which is not the stdlib's: None then too.
+    """
+    module = sys.modules.get("multiprocessing." + name)
+    if module is None or not getattr(module, "__name__", "").startswith("multiprocessing"):
+        return None
+    return module
+
+
 def _after_fork_in_child() -> None:
     """Forget the parent's finalizers, then run the after-fork hooks."""
     _finalizer_registry.clear()
     if _afterfork_registry:
         _run_after_forkers()
-    stdlib_util = sys.modules.get("multiprocessing.util")
+    stdlib_util = stdlib_module("util")
     if stdlib_util is not None:
         # Objects of the stdlib used with procpar processes (a multiprocessing.queues.Queue built on a procpar
         # context, say) registered their fork hooks with the stdlib: run those too. Nothing is imported.
@@ -349,7 +361,7 @@ def _after_fork_in_child() -> None:
 def _run_stdlib_finalizers() -> None:
     # The stdlib's finalizers of this process (queue feeders that must flush, for instance); its child
     # bookkeeping is left alone: procpar's exit sequence already handles procpar's children.
-    stdlib_util = sys.modules.get("multiprocessing.util")
+    stdlib_util = stdlib_module("util")
     if stdlib_util is not None and stdlib_util._finalizer_registry:
         stdlib_util._run_finalizers(0)
         stdlib_util._run_finalizers()
@@ -555,3 +567,26 @@ def _exit_function() -> None:
 
 
 atexit.register(_exit_function)
+
+# From 3.13 on, a fork or forkserver child runs the atexit handlers registered in it (not its parent's)
+# before os._exit, and the exit sequence runs as one of them (gh-83856). Earlier versions run none there.
+CHILD_RUNS_ATEXIT = sys.version_info >= (3, 13)
+_exit_from_atexit = False
+
+
+def enter_forked_child() -> None:
+    """In a child made by fork (directly or by the forkserver), before its bootstrap."""
+    global _exit_from_atexit
+    if CHILD_RUNS_ATEXIT:
+        _exit_from_atexit = True
+        atexit._clear()
+        atexit.register(_exit_function)
+
+
+def leave_forked_child(code: int) -> None:
+    """The end of a forked child: its atexit handlers (see CHILD_RUNS_ATEXIT), then ``os._exit(code)``."""
+    try:
+        if _exit_from_atexit:
+            atexit._run_exitfuncs()
+    finally:
+        os._exit(code)

@@ -112,7 +112,13 @@ abstract_sockets_supported = sys.platform.startswith("linux")
 
 
 def _cleanup_tests() -> None:
-    """Used by CPython's test suite between test modules: run and forget finalizers."""
+    """Used by CPython's test suite between test modules: stop the forkserver and the resource tracker this
+    process started, then run and forget finalizers."""
+    from ._forkserver import _forkserver
+    from ._resource_tracker import _resource_tracker
+
+    _forkserver._stop()
+    _resource_tracker._stop()
     _run_finalizers(0)
     _run_finalizers()
 

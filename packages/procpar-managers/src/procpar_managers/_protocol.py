@@ -107,7 +107,10 @@ def dispatch(conn: Any, ident: str | None, name: str, args: tuple[Any, ...] = ()
     kind, result = conn.recv()
     if kind == RETURN:
         return result
-    raise convert_to_error(kind, result)
+    try:
+        raise convert_to_error(kind, result)
+    finally:
+        del result  # the raised error's traceback holds this frame: no cycle through the error itself
 
 
 # -- serializers ---------------------------------------------------------------------------------------------

@@ -129,7 +129,10 @@ class BaseProxy:
         if kind == PROXY:
             exposed, typeid, ident = result
             return self._proxy_for(Token(typeid, self._token.address, ident), exposed)
-        raise convert_to_error(kind, result)
+        try:
+            raise convert_to_error(kind, result)
+        finally:
+            del result  # the raised error's traceback holds this frame: no cycle through the error itself
 
     def _proxy_for(self, token: Token, exposed: Any) -> Any:
         """A proxy that takes over the reference a ``#PROXY`` reply carries."""

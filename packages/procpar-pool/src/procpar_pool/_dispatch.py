@@ -659,14 +659,17 @@ class Dispatcher:
 
     def _lost(self, worker: _Worker, exitcode: int | None) -> WorkerLostError:
         """Why the task a dead worker was running failed."""
+        pid = worker.process.pid
+        status = "no exit code" if exitcode is None else f"exit code {exitcode}"
         if worker.over_memory is not None:
             return MemoryLimitError(
                 f"the task used too much memory: its worker reached {worker.over_memory >> 20} MiB, over "
                 f"max_memory_per_child={self._max_memory} bytes ({(self._max_memory or 0) >> 20} MiB), and was "
-                f"stopped. The worker was replaced; other tasks go on.", exitcode)
+                f"stopped (worker pid {pid}, {status}). The worker was replaced; other tasks go on.", exitcode, pid)
         reason = describe_exit(exitcode, oom_killed=exitcode == -9 and oom_kill_count() > worker.oom_kills)
         return WorkerLostError(
-            f"the task could not finish: {reason}. The worker was replaced; other tasks go on.", exitcode)
+            f"the task could not finish: {reason} (worker pid {pid}, {status}). The worker was replaced; other "
+            f"tasks go on.", exitcode, pid)
 
     def _requeue(self, tasks: list[Task]) -> None:
         """Tasks sent to a worker that died before it began them: they go first, in order, to the others."""

@@ -22,14 +22,18 @@ class RemoteTraceback(Exception):
 
 
 class WorkerLostError(RuntimeError):
-    """The worker running a task died before reporting its result (killed, crashed or exited)."""
+    """The worker running a task died before reporting its result (killed, crashed or exited).
 
-    def __init__(self, message: str, exitcode: int | None = None) -> None:
+    ``pid`` and ``exitcode`` are the dead worker's (as 3.15's ``BrokenProcessPool`` reports them).
+    """
+
+    def __init__(self, message: str, exitcode: int | None = None, pid: int | None = None) -> None:
         super().__init__(message)
         self.exitcode = exitcode
+        self.pid = pid
 
     def __reduce__(self) -> tuple[object, ...]:
-        return (type(self), (self.args[0], self.exitcode))
+        return (type(self), (self.args[0], self.exitcode, self.pid))
 
 
 class MemoryLimitError(WorkerLostError):

@@ -1,23 +1,34 @@
-"""``concurrent.futures`` on procpar's pool: code written for ``ProcessPoolExecutor`` can switch to it."""
+"""``concurrent.futures`` on procpar's pool: code written for ``ProcessPoolExecutor`` can switch to it.
+
+Futures keep ``concurrent.futures``' states: a submitted call stays PENDING (and can be cancelled) in the
+executor's own queue until the pool has room for it; at most ``2 * max_workers`` calls are handed to the pool
+at a time, and those are RUNNING. ``ProcessPoolExecutor`` does the same with ``max_workers + 1``; the extra
+depth keeps every worker fed while replies travel back.
+"""
 
 from __future__ import annotations
 
+import collections
+import itertools
+import threading
 from concurrent import futures
 
 from ._pool import Pool
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Callable, Iterable
+    from typing import Any, Callable, Iterable, Iterator
 
 __all__ = ["Executor"]
+
+_WorkItem = tuple["futures.Future[Any]", "Callable[..., Any]", "tuple[Any, ...]", "dict[str, Any]"]
 
 
 class Executor(futures.Executor):
     """``ProcessPoolExecutor``'s constructor and methods on procpar's pool.
 
-    A dead worker fails its futures with ``WorkerLostError`` and is replaced; the executor keeps working
-    (where ``ProcessPoolExecutor`` breaks for good).
+    A dead worker fails the future it was running with ``WorkerLostError`` (naming the worker's pid and exit
+    status) and is replaced; the executor keeps working, where ``ProcessPoolExecutor`` breaks for good.
     """
 
     def __init__(self, max_workers: int | None = None, mp_context: Any = None,
@@ -27,39 +38,150 @@ class Executor(futures.Executor):
             raise ValueError("max_workers must be greater than 0")
         self._pool = Pool(max_workers, initializer, initargs, max_tasks_per_child, mp_context,
                           task_timeout=task_timeout)
+        self._depth = 2 * self._pool._processes
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)  # an item left the queue or a running call ended
+        self._pending: collections.deque[_WorkItem] = collections.deque()
+        self._running = 0  # calls handed to the pool and not finished
         self._shutdown = False
+        self._pool_closed = False
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> futures.Future[Any]:
-        if self._shutdown:
-            raise RuntimeError("cannot schedule new futures after shutdown")
         future: futures.Future[Any] = futures.Future()
-        future.set_running_or_notify_cancel()
-
-        def done(value: Any) -> None:
-            future.set_result(value)
-
-        def failed(exc: BaseException) -> None:
-            future.set_exception(exc)
-
-        self._pool.apply_async(fn, args, kwargs, callback=done, error_callback=failed)
+        with self._lock:
+            if self._shutdown:
+                raise RuntimeError("cannot schedule new futures after shutdown")
+            self._pending.append((future, fn, args, kwargs))
+            batch = self._take_locked()
+        self._hand_over(batch)
         return future
 
+    def _take_locked(self) -> list[_WorkItem]:
+        """The queued calls the pool has room for, now RUNNING (cancelled ones are dropped)."""
+        batch: list[_WorkItem] = []
+        while self._pending and self._running < self._depth:
+            item = self._pending.popleft()
+            if item[0].set_running_or_notify_cancel():
+                self._running += 1
+                batch.append(item)
+        if not self._pending:
+            self._changed.notify_all()
+        return batch
+
+    def _hand_over(self, batch: list[_WorkItem]) -> None:
+        # Outside the lock: the pool may run a callback (which takes it) before apply_async returns.
+        for future, fn, args, kwargs in batch:
+            try:
+                self._pool.apply_async(fn, args, kwargs, callback=self._succeeded(future),
+                                       error_callback=self._failed(future))
+            except BaseException as exc:  # the pool was terminated under us (terminate_workers)
+                self._finish(future, exc, False)
+        self._maybe_close_pool()
+
+    def _succeeded(self, future: futures.Future[Any]) -> Callable[[Any], None]:
+        return lambda value: self._finish(future, value, True)
+
+    def _failed(self, future: futures.Future[Any]) -> Callable[[BaseException], None]:
+        return lambda exc: self._finish(future, exc, False)
+
+    def _finish(self, future: futures.Future[Any], value: Any, ok: bool) -> None:
+        if not future.done():
+            if ok:
+                future.set_result(value)
+            else:
+                future.set_exception(value)
+        with self._lock:
+            self._running -= 1
+            batch = self._take_locked()
+            self._changed.notify_all()
+        self._hand_over(batch)
+
+    def _maybe_close_pool(self) -> None:
+        """After shutdown, once nothing is left to hand over: the pool takes no more and its workers may go."""
+        with self._lock:
+            if not self._shutdown or self._pending or self._pool_closed:
+                return
+            self._pool_closed = True
+        self._pool.close()
+
     def map(self, fn: Callable[..., Any], *iterables: Iterable[Any], timeout: float | None = None,
-            chunksize: int = 1) -> Any:
+            chunksize: int = 1, buffersize: int | None = None) -> Iterator[Any]:
+        """``Executor.map``; ``buffersize`` (3.14's) bounds how many calls are submitted ahead of the
+        results consumed, and the iterables are then read lazily."""
         if chunksize < 1:
             raise ValueError("chunksize must be >= 1.")
-        if chunksize == 1:
+        if buffersize is not None:
+            if not isinstance(buffersize, int):
+                raise TypeError("buffersize must be an integer or None")
+            if buffersize < 1:
+                raise ValueError("buffersize must be None or > 0")
+        if chunksize == 1 and buffersize is None:
             return super().map(fn, *iterables, timeout=timeout)
-        results = self._pool.starmap_async(fn, zip(*iterables, strict=False), chunksize)
-        return iter(results.get(timeout))
+        return self._chunked_map(fn, zip(*iterables), timeout, chunksize, buffersize)
+
+    def _chunked_map(self, fn: Callable[..., Any], args: Iterator[tuple[Any, ...]], timeout: float | None,
+                     chunksize: int, buffersize: int | None) -> Iterator[Any]:
+        import time
+
+        deadline = None if timeout is None else time.monotonic() + timeout
+        chunks = iter(lambda: list(itertools.islice(args, chunksize)), [])
+        window: collections.deque[futures.Future[Any]] = collections.deque()
+        if buffersize is None:
+            window.extend(self.submit(_run_chunk, fn, chunk) for chunk in chunks)
+        else:
+            window.extend(self.submit(_run_chunk, fn, chunk) for chunk in itertools.islice(chunks, buffersize))
+
+        def results() -> Iterator[Any]:
+            try:
+                while window:
+                    if buffersize is not None:
+                        # Read one more chunk for the one about to be consumed: the window stays bounded.
+                        for chunk in itertools.islice(chunks, 1):
+                            window.append(self.submit(_run_chunk, fn, chunk))
+                    future = window.popleft()
+                    left = None if deadline is None else deadline - time.monotonic()
+                    yield from future.result(left)
+            finally:
+                for future in window:
+                    future.cancel()
+
+        return results()
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
-        if self._shutdown:
-            return
-        self._shutdown = True
-        if cancel_futures:
-            self._pool.terminate()
-        else:
-            self._pool.close()
+        """No new calls; ``cancel_futures`` cancels those still PENDING (running ones finish); ``wait``
+        returns once every call that was not cancelled has finished and the workers have exited."""
+        with self._lock:
+            self._shutdown = True
+            if cancel_futures:
+                while self._pending:
+                    self._pending.popleft()[0].cancel()
+                self._changed.notify_all()
+        self._maybe_close_pool()
         if wait:
+            with self._lock:
+                while self._pending or self._running:
+                    self._changed.wait(0.5)
+            self._maybe_close_pool()
             self._pool.join()
+
+    def terminate_workers(self) -> None:
+        """Stop every worker at once with SIGTERM (3.14's ``ProcessPoolExecutor.terminate_workers``): pending
+        calls are cancelled, running ones fail; the executor is shut down."""
+        self._stop_workers(kill=False)
+
+    def kill_workers(self) -> None:
+        """Like ``terminate_workers`` with SIGKILL."""
+        self._stop_workers(kill=True)
+
+    def _stop_workers(self, kill: bool) -> None:
+        self.shutdown(wait=False, cancel_futures=True)
+        if kill:
+            for process in self._pool._pool:
+                if process.exitcode is None:
+                    process.kill()
+        self._pool.terminate()
+        self._pool.join()
+
+
+def _run_chunk(fn: Callable[..., Any], chunk: list[tuple[Any, ...]]) -> list[Any]:
+    return [fn(*args) for args in chunk]

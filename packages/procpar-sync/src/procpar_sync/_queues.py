@@ -149,6 +149,7 @@ class Queue:
         self._jointhread: Finalize | None = None
         self._joincancelled = False
         self._closed = False
+        self._used = False  # put() was called here: close() then closes this process's ends
         self._close: Finalize | None = None
         self._poll = self._reader.poll
         self._stash = self._stash_arena.buffer
@@ -167,6 +168,7 @@ class Queue:
             return
         if not self._sem.acquire(block, timeout):
             raise Full
+        self._used = True
         self._buffer_payload(payload)
 
     def _buffer_payload(self, payload: bytes) -> None:
@@ -248,7 +250,11 @@ class Queue:
         close = self._close
         if close is not None:
             self._close = None
-            close()
+            close()  # the feeder flushes, then closes both ends
+        elif self._used and self._thread is None:
+            # Every put() went straight to the pipe: nothing to flush. Closed as the feeder would close them.
+            self._reader.close()
+            self._writer.close()
 
     def join_thread(self) -> None:
         """Wait for the feeder to flush everything put by this process (after ``close()``)."""
@@ -275,7 +281,8 @@ class Queue:
             args=(self._buffer, self._feedlock, self._wakeup, self._idle,
                   functools.partial(_stream.put, self._writer.fileno(), _fd_or_none(self._reader), self._stash,
                                     self._wlock._semlock, self._rlock._semlock),
-                  self._wlock, self._writer.close, self._ignore_epipe, self._sem, self._on_lost),
+                  self._wlock, self._reader.close, self._writer.close, self._ignore_epipe, self._sem,
+                  self._on_lost),
             name="QueueFeederThread",
             daemon=True,
         )
@@ -311,7 +318,8 @@ class Queue:
 
     @staticmethod
     def _feed(buffer: collections.deque[Any], feedlock: Any, wakeup: Any, idle: list[bool], send_many: Any,
-              wlock: Any, writer_close: Any, ignore_epipe: bool, sem: Any, on_lost: Any) -> None:
+              wlock: Any, reader_close: Any, writer_close: Any, ignore_epipe: bool, sem: Any,
+              on_lost: Any) -> None:
         debug("starting thread to feed data to pipe")
         while True:
             stop = False
@@ -340,6 +348,9 @@ class Queue:
                             sem.release()
             if stop:
                 debug("feeder thread got sentinel -- exiting")
+                # A closed queue that was used is closed for reading in this process too, as the stdlib's
+                # (empty() then raises OSError): its items are for other processes.
+                reader_close()
                 writer_close()
                 return
             if not batch:

@@ -19,6 +19,7 @@ import sys
 import threading
 import time
 
+from procpar_core.context import get_spawning_popen
 from procpar_core.reduction import assert_spawning
 from procpar_core.util import register_after_fork
 
@@ -83,6 +84,15 @@ def _policy_code(policy: str | None) -> int:
         raise ValueError(f"on_owner_death must be one of {sorted(_POLICIES)}, not {policy!r}") from None
 
 
+def _for_fork(ctx: Any) -> bool:
+    """Whether a lock made with ``ctx`` (None: the default context) belongs to the fork start method."""
+    if ctx is None:
+        import procpar_core
+
+        return procpar_core.get_start_method() == "fork"
+    return bool(ctx.get_start_method() == "fork")
+
+
 class SemLock:
     """Base of the lock and semaphore classes: one shared compiled semaphore."""
 
@@ -97,6 +107,7 @@ class SemLock:
                               policy=policy)
         self._state = (arena, offset, maxvalue, recursive, mutex, holders, policy)
         self._kind = kind
+        self._fork_ctx = _for_fork(ctx)
         self._make_methods()
         register_after_fork(self, SemLock._after_fork)
 
@@ -115,10 +126,19 @@ class SemLock:
 
     def __getstate__(self) -> tuple[Any, ...]:
         assert_spawning(self)
+        if self._fork_ctx:
+            # procpar's semaphores would work in any child; the stdlib's do not, and programs are tested
+            # against it: refusing here keeps a program that runs on procpar running on the stdlib.
+            method = getattr(get_spawning_popen(), "method", "") or "non-fork"
+            raise RuntimeError(
+                f"A SemLock created in a fork context cannot be passed to a child started by {method}: make the "
+                f"lock, queue or other object from the receiving Process's own context (ctx.Lock(), ctx.Queue(), "
+                f"... with ctx = get_context({method!r})).")
         return (self._state, self._kind)
 
     def __setstate__(self, state: tuple[Any, ...]) -> None:
         self._state, self._kind = state
+        self._fork_ctx = False
         arena, offset, maxvalue, recursive, mutex, holders, policy = self._state
         self._semlock = _Psem(arena.buffer, offset, 0, maxvalue, False, recursive, mutex=mutex, holders=holders,
                               policy=policy)

@@ -24,7 +24,7 @@ from .connection import Pipe
 __all__ = [
     "Process", "current_process", "active_children", "freeze_support", "Lock", "RLock", "Semaphore",
     "BoundedSemaphore", "Condition", "Event", "Barrier", "Queue", "Manager", "Pipe", "Pool", "JoinableQueue",
-    "Namespace", "Value", "Array", "connection",
+    "Namespace", "Value", "Array", "connection", "list", "dict",
 ]
 
 Queue = queue.Queue
@@ -103,6 +103,12 @@ class Value:
 def Array(typecode: str, sequence: Any, lock: Any = True) -> array.array[Any]:
     """An ``array.array``."""
     return array.array(typecode, sequence)
+
+
+# The manager's ``list()`` and ``dict()``: threads share the builtins themselves. Bound under the builtins'
+# own names, as the stdlib's module does, so that ``dummy.Manager().list([1, 2])`` is a plain list.
+list = list  # noqa: A001, PLW0127
+dict = dict  # noqa: A001, PLW0127
 
 
 def Manager() -> Any:
