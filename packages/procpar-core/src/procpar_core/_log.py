@@ -32,6 +32,23 @@ def _set_process_name(record: Any) -> bool:
     return True
 
 
+def set_logger_name(name: str) -> None:
+    """Name the package logger ``name`` (``"multiprocessing"`` under ``procpar.install()``, so that a program
+    that configures the stdlib's logger configures procpar's); before or after its first use."""
+    global LOGGER_NAME, _logger
+    if name == LOGGER_NAME:
+        return
+    LOGGER_NAME = name
+    if _logger is not None:
+        import logging
+
+        old, _logger = _logger, None
+        new = get_logger()
+        new.setLevel(old.level)
+        for handler in old.handlers:
+            new.addHandler(handler)
+
+
 def get_logger() -> logging.Logger:
     """Return the procpar logger, creating it (level NOTSET, no handler) on first use."""
     global _logger

@@ -20,7 +20,23 @@ if TYPE_CHECKING:
 
     from ._reduction import SpawningPopen
 
-__all__ = ["get_executable", "set_executable", "get_preparation_data", "build_payload", "interpreter_args"]
+__all__ = ["get_executable", "set_executable", "get_preparation_data", "build_payload", "interpreter_args",
+           "add_child_startup"]
+
+# "module:function" names that every spawn and forkserver child calls first, before it imports anything of its
+# parent's (its main module included); fork children inherit their effect. procpar's drop-in runner puts its
+# ``multiprocessing`` alias here.
+_child_startup: list[str] = []
+
+
+def add_child_startup(ref: str) -> None:
+    """Have every spawn and forkserver child started from now on (and their own children) call ``ref``, a
+    ``"module:function"`` name, first thing: before its parent's main module is imported."""
+    module, sep, function = ref.partition(":")
+    if not sep or not module or not function.isidentifier():
+        raise ValueError(f"expected 'module:function', not {ref!r}")
+    if ref not in _child_startup:
+        _child_startup.append(ref)
 
 PAYLOAD_HEADER = Struct("!QQ")
 
@@ -118,6 +134,8 @@ def get_preparation_data(name: str, start_method: str) -> dict[str, Any]:
         "tempdir": current._config.get("tempdir"),
         "program": _util.program_identity(),
     }
+    if _child_startup:
+        data["startup"] = list(_child_startup)
     data.update(_main_module_spec())
     return data
 

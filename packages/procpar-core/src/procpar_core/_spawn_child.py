@@ -69,6 +69,14 @@ def prepare(data: dict[str, Any]) -> None:
         from . import _reduction, _resource_tracker
 
         _resource_tracker._resource_tracker._adopt(_reduction._inherited_fds[data["tracker_fd"]])
+    for ref in data.get("startup", ()):
+        import importlib
+
+        from . import _spawn
+
+        module, _, function = ref.partition(":")
+        getattr(importlib.import_module(module), function)()
+        _spawn.add_child_startup(ref)  # this child's own children call it too
     if "start_method" in data:
         from ._context import _force_start_method
 

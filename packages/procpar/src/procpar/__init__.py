@@ -104,10 +104,15 @@ set_serializer = _default_context.set_serializer
 get_serializer = _default_context.get_serializer
 
 _SUBMODULES = frozenset({"connection", "context", "process", "reduction", "util", "synchronize", "queues",
+                         "forkserver", "spawn", "resource_sharer", "popen_fork", "popen_forkserver", "popen_spawn_posix",
                          "resource_tracker", "sharedctypes", "shared_memory", "heap", "pool", "managers", "dummy"})
 
 
 def __getattr__(name: str) -> Any:
+    if name == "install":
+        from ._install import install
+
+        return install
     if name in _SUBMODULES:
         return importlib.import_module(f"{__name__}.{name}")
     if name == "Pipe":
