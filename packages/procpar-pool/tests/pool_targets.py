@@ -149,3 +149,13 @@ def grow_and_keep(megabytes: int) -> int:
         block[i] = 1
     _kept.append(block)
     return os.getpid()
+
+
+def wait_for_file(path: str) -> str:
+    """Block until ``path`` exists (a gate the test opens), then return it."""
+    import os
+    import time
+
+    while not os.path.exists(path):
+        time.sleep(0.005)
+    return path

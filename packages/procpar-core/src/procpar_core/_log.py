@@ -40,7 +40,6 @@ def set_logger_name(name: str) -> None:
         return
     LOGGER_NAME = name
     if _logger is not None:
-        import logging
 
         old, _logger = _logger, None
         new = get_logger()

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
         def wait(self, timeout: float | None = None) -> int | None: ...
         def terminate(self) -> None: ...
         def kill(self) -> None: ...
+        def _send_signal(self, sig: int) -> None: ...
         def close(self) -> None: ...
 
 __all__ = [
@@ -150,6 +151,16 @@ class BaseProcess:
         self._check_closed()
         if self._popen is not None:
             self._popen.kill()
+
+    def interrupt(self) -> None:
+        """Send SIGINT to the child (3.14's ``Process.interrupt``): ``KeyboardInterrupt`` in it, unless it
+        handles or ignores the signal. Its exit code is then -2 if it dies of it, 1 for an uncaught
+        ``KeyboardInterrupt``."""
+        import signal
+
+        self._check_closed()
+        if self._popen is not None:
+            self._popen._send_signal(signal.SIGINT)
 
     def join(self, timeout: float | None = None) -> None:
         """Wait until the child ends, or ``timeout`` seconds pass; check ``exitcode`` to know which."""

@@ -16,7 +16,7 @@ from ._log import debug, info, sub_debug
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs a spawn child ~10 ms
 if TYPE_CHECKING:
-    from typing import Any, Callable, Mapping, Sequence
+    from typing import Any, Callable, Mapping, NoReturn, Sequence
 
 __all__ = [
     "Finalize",
@@ -583,7 +583,7 @@ def enter_forked_child() -> None:
         atexit.register(_exit_function)
 
 
-def leave_forked_child(code: int) -> None:
+def leave_forked_child(code: int) -> NoReturn:
     """The end of a forked child: its atexit handlers (see CHILD_RUNS_ATEXIT), then ``os._exit(code)``."""
     try:
         if _exit_from_atexit:

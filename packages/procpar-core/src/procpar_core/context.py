@@ -14,7 +14,7 @@ from ._context import (
     make_family,
 )
 from ._errors import AuthenticationError, BufferTooShort, ProcessError, TimeoutError
-from ._reduction import get_spawning_popen, set_spawning_popen
+from ._reduction import assert_spawning, get_spawning_popen, set_spawning_popen
 
 __all__ = [
     "BaseContext",
@@ -34,4 +34,5 @@ __all__ = [
     "AuthenticationError",
     "get_spawning_popen",
     "set_spawning_popen",
+    "assert_spawning",
 ]

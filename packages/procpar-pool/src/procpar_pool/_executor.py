@@ -117,7 +117,7 @@ class Executor(futures.Executor):
                 raise ValueError("buffersize must be None or > 0")
         if chunksize == 1 and buffersize is None:
             return super().map(fn, *iterables, timeout=timeout)
-        return self._chunked_map(fn, zip(*iterables), timeout, chunksize, buffersize)
+        return self._chunked_map(fn, zip(*iterables, strict=False), timeout, chunksize, buffersize)
 
     def _chunked_map(self, fn: Callable[..., Any], args: Iterator[tuple[Any, ...]], timeout: float | None,
                      chunksize: int, buffersize: int | None) -> Iterator[Any]:

@@ -180,17 +180,20 @@ class Pool:
             self._dispatcher.submit(result)
         return result
 
-    def imap(self, func: Callable[[Any], Any], iterable: Iterable[Any], chunksize: int = 1, *,
-             progress: Any = False, task_timeout: float | None = None, max_ahead: int | None = None) -> IMapIterator:
+    def imap(self, func: Callable[[Any], Any], iterable: Iterable[Any], chunksize: int = 1,
+             buffersize: int | None = None, *, progress: Any = False, task_timeout: float | None = None,
+             max_ahead: int | None = None) -> IMapIterator:
         """A lazy ``map``: results in order as they come; the iterable is read at most ``max_ahead`` chunks
-        ahead of the consumer (default: 4 per worker, at least 16)."""
-        return self._imap(IMapIterator, func, iterable, chunksize, progress, task_timeout, max_ahead)
+        ahead of the consumer (default: 4 per worker, at least 16). ``buffersize`` is 3.15's name for it."""
+        return self._imap(IMapIterator, func, iterable, chunksize, progress, task_timeout,
+                          _ahead(buffersize, max_ahead))
 
-    def imap_unordered(self, func: Callable[[Any], Any], iterable: Iterable[Any], chunksize: int = 1, *,
-                       progress: Any = False, task_timeout: float | None = None,
+    def imap_unordered(self, func: Callable[[Any], Any], iterable: Iterable[Any], chunksize: int = 1,
+                       buffersize: int | None = None, *, progress: Any = False, task_timeout: float | None = None,
                        max_ahead: int | None = None) -> IMapIterator:
         """Like ``imap``, results in the order they finish."""
-        return self._imap(IMapUnorderedIterator, func, iterable, chunksize, progress, task_timeout, max_ahead)
+        return self._imap(IMapUnorderedIterator, func, iterable, chunksize, progress, task_timeout,
+                          _ahead(buffersize, max_ahead))
 
     def _imap(self, cls: type[IMapIterator], func: Any, iterable: Iterable[Any], chunksize: int, progress: Any,
               task_timeout: float | None, max_ahead: int | None) -> IMapIterator:
@@ -233,6 +236,18 @@ class Pool:
 
     def __repr__(self) -> str:
         return f"<{type(self).__module__}.{type(self).__qualname__} state={self._state} pool_size={self._processes}>"
+
+
+def _ahead(buffersize: int | None, max_ahead: int | None) -> int | None:
+    if buffersize is None:
+        return max_ahead
+    if max_ahead is not None and max_ahead != buffersize:
+        raise ValueError("give buffersize or max_ahead (the same bound), not both")
+    if not isinstance(buffersize, int) or isinstance(buffersize, bool):
+        raise TypeError(f"buffersize must be an integer or None, not {type(buffersize).__name__}")
+    if buffersize < 1:
+        raise ValueError(f"buffersize must be None or > 0, not {buffersize}")
+    return buffersize
 
 
 def _collected(dispatcher: Any) -> None:

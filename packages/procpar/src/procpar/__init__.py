@@ -104,7 +104,8 @@ set_serializer = _default_context.set_serializer
 get_serializer = _default_context.get_serializer
 
 _SUBMODULES = frozenset({"connection", "context", "process", "reduction", "util", "synchronize", "queues",
-                         "forkserver", "spawn", "resource_sharer", "popen_fork", "popen_forkserver", "popen_spawn_posix",
+                         "forkserver", "spawn", "resource_sharer", "popen_fork", "popen_forkserver",
+                         "popen_spawn_posix",
                          "resource_tracker", "sharedctypes", "shared_memory", "heap", "pool", "managers", "dummy"})
 
 

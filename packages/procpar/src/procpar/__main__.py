@@ -54,7 +54,9 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(f"can't open file {script!r}: no such file or directory")
     install()
     sys.argv[:] = [script, *rest]
-    if not os.path.isfile(script):
+    import zipfile
+
+    if not os.path.isfile(script) or zipfile.is_zipfile(script):
         import runpy  # a directory or zip file with a __main__.py: children never re-run it
 
         sys.path[0] = os.path.abspath(script)
@@ -93,7 +95,7 @@ def _run_as_main(code: Any, path: str | None, spec: Any) -> None:
     import types
 
     main = types.ModuleType("__main__")
-    main.__file__ = path  # type: ignore[assignment]
+    main.__file__ = path
     main.__spec__ = spec
     main.__loader__ = spec.loader if spec is not None else None
     main.__package__ = spec.parent if spec is not None else None

@@ -75,7 +75,7 @@ def install() -> None:
     if installed():
         return
     stale = [name for name in sys.modules
-             if name == _ALIASED or name.startswith(_ALIASED + ".") or name == _FUTURES_PROCESS]
+             if name in (_ALIASED, _FUTURES_PROCESS) or name.startswith(_ALIASED + ".")]
     stale = [name for name in stale if not getattr(sys.modules[name], "__name__", "").startswith("procpar")]
     if stale:
         warnings.warn(f"procpar.install(): {', '.join(sorted(stale))} already imported from the stdlib; "

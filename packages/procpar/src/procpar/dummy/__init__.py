@@ -107,8 +107,8 @@ def Array(typecode: str, sequence: Any, lock: Any = True) -> array.array[Any]:
 
 # The manager's ``list()`` and ``dict()``: threads share the builtins themselves. Bound under the builtins'
 # own names, as the stdlib's module does, so that ``dummy.Manager().list([1, 2])`` is a plain list.
-list = list  # noqa: A001, PLW0127
-dict = dict  # noqa: A001, PLW0127
+list = list
+dict = dict
 
 
 def Manager() -> Any:
