@@ -68,7 +68,18 @@ def test_recv_bytes_maxlength() -> None:
         b.recv_bytes(-1)
     with pytest.raises(OSError, match="bad message length"):
         b.recv_bytes(10)
-    assert b.closed  # the stream is out of step: the connection is closed
+    # The stream is out of step: a duplex end stops reading but still sends (as the stdlib's) ...
+    assert not b.closed and not b.readable
+    with pytest.raises(OSError):
+        b.recv_bytes()
+    b.send_bytes(b"still")
+    assert a.recv_bytes() == b"still"
+    # ... and a read-only end is closed.
+    r, w = Pipe(duplex=False)
+    w.send_bytes(b"x" * 100)
+    with pytest.raises(OSError, match="bad message length"):
+        r.recv_bytes(10)
+    assert r.closed
 
 
 def test_recv_bytes_into() -> None:

@@ -164,3 +164,20 @@ class DeathManager(SyncManager):
 
 DeathManager.register("EnteringQueue", EnteringQueue)
 DeathManager.register("EnteringSemaphore", EnteringSemaphore, AcquirerProxy)
+
+
+class Thing:
+    """A referent with a method left unexposed and one whose result becomes a shared object of its own."""
+
+    def a(self) -> int:
+        return 1
+
+    def hidden(self) -> int:
+        return 2
+
+    def child(self) -> list[int]:
+        return [1, 2]
+
+
+def wrap_list(items: Any) -> list[Any]:
+    return [*items, "wrapped"]

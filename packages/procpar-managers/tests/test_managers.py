@@ -501,3 +501,29 @@ def test_shared_memory_manager_warns_of_nothing(run_script: Any, ctx: Any) -> No
     """)
     assert out.returncode == 0 and out.stdout.strip() == "ok"
     assert out.stderr == ""
+
+
+def test_todays_proxy_api(ctx: Any) -> None:
+    """3.14's SyncManager.set(), ListProxy.clear()/copy(); DictProxy's |, |=, reversed(), fromkeys()."""
+    import collections.abc
+
+    with SyncManager(ctx=ctx) as manager:
+        s = manager.set([1, 2])
+        s.add(3)
+        s |= {4}
+        s -= {1}
+        assert sorted(s) == [2, 3, 4] and len(s) == 3 and 2 in s and 1 not in s
+        assert s & {2, 9} == {2} and s.union({7}) == {2, 3, 4, 7}
+        assert isinstance(s, collections.abc.MutableSet)
+        with pytest.raises(KeyError):
+            s.remove(99)
+        items = manager.list([1, 2])
+        copy = items.copy()
+        items.clear()
+        assert copy == [1, 2] and list(items) == []
+        d = manager.dict(a=1)
+        assert d | {"b": 2} == {"a": 1, "b": 2}
+        d |= {"c": 3}
+        assert list(reversed(d)) == ["c", "a"]
+        assert d.fromkeys("xy", 0) == {"x": 0, "y": 0}
+        assert isinstance(d, collections.abc.MutableMapping)

@@ -261,13 +261,20 @@ class Connection:
         return handle
 
     def recv_bytes(self, maxlength: int | None = None) -> bytes:
-        """Receive one message as bytes; ``OSError`` if it is longer than ``maxlength`` (then closed)."""
+        """Receive one message as bytes; ``OSError`` if it is longer than ``maxlength``.
+
+        The rest of that message is not read: a duplex connection then stops reading (it can still send), a
+        read-only one is closed, as the stdlib's do.
+        """
         handle = self._readable_handle()
         if maxlength is not None and maxlength < 0:
             raise ValueError("negative maxlength")
         size = self._read_length(handle)
         if maxlength is not None and size > maxlength:
-            self._close()
+            if self._writable:
+                self._readable = False
+            else:
+                self._close()
             raise OSError(f"bad message length: {size} bytes received, at most {maxlength} accepted")
         return _read_body(handle, size)
 

@@ -21,6 +21,10 @@ __all__ = ["thread_connection", "control_call", "drop_thread_connection", "forge
 
 # (address, serializer) -> connection, per thread
 _local = threading.local()
+# address -> whether the server there is procpar's (learnt on the first connection). A stdlib server takes one
+# control request per connection (create, incref, decref, ...) and object calls only on a connection that
+# announced itself with accept_connection: procpar's client then talks to it that way.
+_procpar_server: dict[Any, bool] = {}
 # address -> authkey of a manager this process started or connected to
 _authkeys: dict[Any, bytes] = {}
 # (address, serializer, authkey) -> idents to decref
@@ -50,13 +54,51 @@ def thread_connection(address: Any, serializer: str, authkey: bytes | None) -> A
     conns = _connections()
     conn = conns.get(key)
     if conn is None:
-        conn = conns[key] = connect(key[0], authkey, serializer)
+        conn = connect(key[0], authkey, serializer)
+        if not _procpar_server.get(key[0], False):
+            try:
+                mark = dispatch(conn, None, "accept_connection", (threading.current_thread().name,))
+            except BaseException:
+                _close_quietly(conn)
+                raise
+            _procpar_server[key[0]] = mark == "procpar"
+        conns[key] = conn
     return conn
+
+
+def is_procpar_server(address: Any, serializer: str, authkey: bytes | None) -> bool:
+    address = normalize_address(address)
+    if address not in _procpar_server:
+        thread_connection(address, serializer, authkey)
+    return _procpar_server[address]
+
+
+def _one_shot(address: Any, serializer: str, authkey: bytes | None, name: str, args: tuple[Any, ...],
+              kwds: dict[str, Any] | None) -> Any:
+    """A control request on a connection of its own, as a stdlib server wants them."""
+    if name in ("incref_many", "decref_many"):  # procpar's batches, one by one
+        missing = []
+        for ident in args[0]:
+            try:
+                _one_shot(address, serializer, authkey, name[: -len("_many")], (ident,), None)
+            except KeyError:
+                missing.append(ident)
+        return missing
+    conn = connect(normalize_address(address), authkey, serializer)
+    try:
+        return dispatch(conn, None, name, args, kwds)
+    finally:
+        _close_quietly(conn)
 
 
 def control_call(address: Any, serializer: str, authkey: bytes | None, name: str,
                  args: tuple[Any, ...] = (), kwds: dict[str, Any] | None = None) -> Any:
     """A control request to the server at ``address`` on this thread's connection."""
+    if not is_procpar_server(address, serializer, authkey):
+        try:
+            return _one_shot(address, serializer, authkey, name, args, kwds)
+        except (EOFError, ConnectionError) as exc:
+            raise server_gone(exc, address, f"the request {name!r}") from exc
     conn = thread_connection(address, serializer, authkey)
     try:
         conn.send((None, name, args, kwds or {}))
@@ -89,6 +131,7 @@ def forget_address(address: Any) -> None:
     for thread_key in [k for k in _connections() if k[0] == address]:
         drop_thread_connection(*thread_key)
     _authkeys.pop(address, None)
+    _procpar_server.pop(address, None)
     with _decref_lock:
         for key in [k for k in _decref_conns if k[0] == address]:
             _close_quietly(_decref_conns.pop(key))
@@ -121,6 +164,12 @@ def flush_decrefs() -> None:
 
 def _send_decrefs(key: tuple[Any, str, bytes | None], idents: list[str]) -> None:
     address, serializer, authkey = key
+    if not _procpar_server.get(address, True):
+        try:
+            _one_shot(address, serializer, authkey, "decref_many", (idents,), None)
+        except Exception as exc:
+            util.debug("decref of %s at %r failed: %s", idents, address, exc)
+        return
     for attempt in range(2):
         conn = _decref_conns.get(key)
         try:

@@ -7,6 +7,7 @@ forked child, adds one; a proxy that is collected releases its own.
 
 from __future__ import annotations
 
+import collections.abc
 import os
 import threading
 import weakref
@@ -458,7 +459,7 @@ class ValueProxy(BaseProxy):
 BaseListProxy = MakeProxyType("BaseListProxy", (
     "__add__", "__contains__", "__delitem__", "__getitem__", "__len__", "__mul__", "__reversed__", "__rmul__",
     "__setitem__", "append", "count", "extend", "index", "insert", "pop", "remove", "reverse", "sort",
-    "__imul__"))
+    "__imul__", "clear", "copy"))
 
 
 class ListProxy(BaseListProxy):  # type: ignore[valid-type,misc]
@@ -488,6 +489,41 @@ class DictProxy(_BaseDictProxy):  # type: ignore[valid-type,misc]
 
     __class_getitem__ = classmethod(GenericAlias)  # type: ignore[var-annotated]
 
+
+_BaseSetProxy = MakeProxyType("_BaseSetProxy", (
+    "__and__", "__contains__", "__iand__", "__ior__", "__isub__", "__iter__", "__ixor__", "__len__", "__or__",
+    "__rand__", "__ror__", "__rsub__", "__rxor__", "__sub__", "__xor__", "__ge__", "__gt__", "__le__", "__lt__",
+    "add", "clear", "copy", "difference", "difference_update", "discard", "intersection", "intersection_update",
+    "isdisjoint", "issubset", "issuperset", "pop", "remove", "symmetric_difference",
+    "symmetric_difference_update", "union", "update"))
+
+
+class SetProxy(_BaseSetProxy):  # type: ignore[valid-type,misc]
+    """A proxy of a shared ``set`` (3.14's ``SyncManager.set()``)."""
+
+    _method_to_typeid_ = {"__iter__": "Iterator"}
+
+    def __ior__(self, value: Any) -> SetProxy:
+        self._callmethod("__ior__", (value,))
+        return self
+
+    def __iand__(self, value: Any) -> SetProxy:
+        self._callmethod("__iand__", (value,))
+        return self
+
+    def __ixor__(self, value: Any) -> SetProxy:
+        self._callmethod("__ixor__", (value,))
+        return self
+
+    def __isub__(self, value: Any) -> SetProxy:
+        self._callmethod("__isub__", (value,))
+        return self
+
+    __class_getitem__ = classmethod(GenericAlias)  # type: ignore[var-annotated]
+
+
+collections.abc.MutableSet.register(_BaseSetProxy)
+collections.abc.MutableMapping.register(_BaseDictProxy)  # as 3.13's
 
 ArrayProxy = MakeProxyType("ArrayProxy", ("__len__", "__getitem__", "__setitem__"))
 

@@ -30,6 +30,9 @@ from ._protocol import ERROR, PROXY, RETURN, TRACEBACK, UNSERIALIZABLE, WRAPPERS
 
 __all__ = ["Server", "public_methods", "all_methods", "local_server"]
 
+# What accept_connection answers: the client may then send control requests on its thread's connection.
+SERVER_MARK = "procpar"
+
 # typeid -> (callable, exposed, method_to_typeid)
 ServerRegistry = dict[str, tuple[Callable[..., Any] | None, tuple[str, ...] | None, dict[str, str] | None]]
 
@@ -371,7 +374,9 @@ class Server:
         typeid = method_to_typeid.get(name) if method_to_typeid else None
         if typeid:
             try:
-                new_ident, new_exposed = self._register(typeid, result)
+                # As a create() of that type id with the result: its registered callable (if any) makes the
+                # shared object from it, as the stdlib's server does.
+                new_ident, new_exposed = self.create(typeid, result)
             except Exception:
                 return (TRACEBACK, traceback.format_exc()), None
             return (PROXY, (new_exposed, typeid, new_ident)), None
@@ -482,8 +487,10 @@ class Server:
 
     # -- other control calls ------------------------------------------------------------------------------
 
-    def accept_connection(self, name: str = "") -> None:
-        """Every connection serves every call; kept for clients that announce themselves."""
+    def accept_connection(self, name: str = "") -> str:
+        """Every connection serves every call; a client that announces itself learns that this is a procpar
+        server (a stdlib server answers None, and serves only object calls on such a connection)."""
+        return SERVER_MARK
 
     def get_methods(self, ident: str) -> tuple[str, ...]:
         return tuple(sorted(self.id_to_obj[ident][1]))

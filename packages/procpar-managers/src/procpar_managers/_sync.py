@@ -19,6 +19,7 @@ from ._proxy import (
     ListProxy,
     NamespaceProxy,
     PoolProxy,
+    SetProxy,
     ValueProxy,
 )
 
@@ -86,6 +87,7 @@ SyncManager.register("Barrier", threading.Barrier, BarrierProxy)
 SyncManager.register("Pool", _pool, PoolProxy)
 SyncManager.register("list", list, ListProxy)
 SyncManager.register("dict", dict, DictProxy)
+SyncManager.register("set", set, SetProxy)
 SyncManager.register("Value", Value, ValueProxy)
 SyncManager.register("Array", Array, ArrayProxy)
 SyncManager.register("Namespace", Namespace, NamespaceProxy)

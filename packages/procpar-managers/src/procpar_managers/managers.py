@@ -19,6 +19,7 @@ from ._proxy import (
     NamespaceProxy,
     PoolProxy,
     RebuildProxy,
+    SetProxy,
     ValueProxy,
 )
 from ._server import Server, all_methods, public_methods
@@ -30,5 +31,5 @@ __all__ = [
     "Server", "State", "RemoteError", "Namespace", "Value", "Array", "AutoProxy", "MakeProxyType",
     "RebuildProxy", "IteratorProxy", "AcquirerProxy", "ConditionProxy", "EventProxy", "BarrierProxy",
     "NamespaceProxy", "ValueProxy", "BaseListProxy", "ListProxy", "DictProxy", "ArrayProxy", "BasePoolProxy",
-    "PoolProxy", "all_methods", "public_methods", "dispatch", "convert_to_error", "listener_client",
+    "PoolProxy", "SetProxy", "all_methods", "public_methods", "dispatch", "convert_to_error", "listener_client",
 ]
