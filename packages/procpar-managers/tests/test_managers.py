@@ -527,3 +527,40 @@ def test_todays_proxy_api(ctx: Any) -> None:
         assert list(reversed(d)) == ["c", "a"]
         assert d.fromkeys("xy", 0) == {"x": 0, "y": 0}
         assert isinstance(d, collections.abc.MutableMapping)
+
+
+@pytest.mark.parametrize("kind", ["Lock", "Semaphore", "BoundedSemaphore"])
+def test_a_hand_off_release_of_what_a_finished_child_took(manager: Any, ctx: Any, kind: str) -> None:
+    """A Lock or Semaphore may be released by another process than the one that took it (the stdlib's
+    TestSyncManagerTypes): what a child took before it exited is the parent's to release, exactly once."""
+    lock = getattr(manager, kind)(1) if kind != "Lock" else manager.Lock()
+    p = ctx.Process(target=t.lock_and_exit, args=(lock,))
+    p.start()
+    p.join(30)
+    assert p.exitcode == 0
+    lock.release()
+    if kind == "Lock":
+        with pytest.raises(RuntimeError):
+            lock.release()
+    elif kind == "BoundedSemaphore":
+        with pytest.raises(ValueError):
+            lock.release()
+    assert lock.acquire(timeout=30)
+    lock.release()
+
+
+def test_a_waiter_gets_the_lock_of_a_holder_that_dies(manager: Any, ctx: Any) -> None:
+    import threading
+
+    lock, holding, die = manager.Lock(), manager.Event(), manager.Event()
+    p = ctx.Process(target=t.acquire_then_wait, args=(lock, holding, die))
+    p.start()
+    assert holding.wait(60)
+    got: list[bool] = []
+    waiter = threading.Thread(target=lambda: got.append(lock.acquire(timeout=60)))
+    waiter.start()
+    die.set()
+    p.join(60)
+    waiter.join(90)
+    assert got == [True]
+    lock.release()

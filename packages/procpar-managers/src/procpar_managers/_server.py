@@ -76,6 +76,10 @@ _ALWAYS_ALLOWED = frozenset({"#GETVALUE", "__str__", "__repr__"})
 # What a connection holds: acquisitions of the lock-like objects it called acquire() on and has not released.
 _LOCK_TYPES: tuple[type, ...] = (type(threading.Lock()), type(threading.RLock()), threading.Semaphore,
                                  threading.Condition)
+# Of those, the ones only their holder may release: a dead holder's acquisitions are released at once. A Lock or
+# Semaphore may be released by anyone (a hand-off: one process acquires, another releases), so what a dead
+# client held is kept until somebody needs it (see Server._take_abandoned).
+_OWNED_TYPES: tuple[type, ...] = (type(threading.RLock()), threading.Condition)
 
 
 def _peer_gone(conn: Any) -> bool:
@@ -190,6 +194,10 @@ class Server:
         self._stopping = False
         # ident -> the connections holding it, one entry per acquisition (see _Holdings)
         self._holders: dict[str, list[_Holdings]] = {}
+        # ident -> acquisitions of a Lock or Semaphore whose holders died, not given back yet
+        self._abandoned: dict[str, int] = {}
+        # ident -> server threads blocked in its acquire() right now
+        self._waiting: dict[str, int] = {}
         self._holdings_lock = threading.Lock()
 
     # -- running ------------------------------------------------------------------------------------------
@@ -290,6 +298,11 @@ class Server:
         with self._holdings_lock:
             holders = self._holders.get(ident)
             if not holders:
+                # A hand-off release of what a dead client took: nothing left to give back for it.
+                if self._abandoned.get(ident):
+                    self._abandoned[ident] -= 1
+                    if not self._abandoned[ident]:
+                        del self._abandoned[ident]
                 return
             owner = holdings if holdings in holders else holders[0]
             holders.remove(owner)
@@ -316,13 +329,52 @@ class Server:
             entry = self.id_to_obj.get(ident)
             if entry is None:
                 continue
-            util.info("a client of the manager (process %s) died holding %r %d time(s): released",
-                      holdings.peer[0] if holdings.peer else "?", entry[0], count)
+            pid = holdings.peer[0] if holdings.peer else "?"
+            if not isinstance(entry[0], _OWNED_TYPES):
+                with self._holdings_lock:
+                    now = min(count, self._waiting.get(ident, 0))  # wanted right now: given back at once
+                    if count - now:
+                        self._abandoned[ident] = self._abandoned.get(ident, 0) + count - now
+                count = now
+                util.info("a client of the manager (process %s) died holding %r: %d acquisition(s) kept for a "
+                          "hand-off release, given back to the next acquire() that would wait", pid, entry[0],
+                          len(held))
+            if count:
+                util.info("a client of the manager (process %s) died holding %r %d time(s): released", pid,
+                          entry[0], count)
             for _ in range(count):
                 try:
                     entry[0].release()
                 except (RuntimeError, ValueError):
                     break
+
+    def _acquire(self, ident: str, obj: Any, name: str, args: tuple[Any, ...], kwds: dict[str, Any]) -> Any:
+        if self._abandoned and not isinstance(obj, _OWNED_TYPES) and self._take_abandoned(ident, obj):
+            return True
+        with self._holdings_lock:
+            self._waiting[ident] = self._waiting.get(ident, 0) + 1
+        try:
+            return getattr(obj, name)(*args, **kwds)
+        finally:
+            with self._holdings_lock:
+                self._waiting[ident] -= 1
+                if not self._waiting[ident]:
+                    del self._waiting[ident]
+
+    def _take_abandoned(self, ident: str, obj: Any) -> bool:
+        """Before an acquire() of a Lock or Semaphore that a dead client held: True if it was taken here,
+        giving back one acquisition of the dead if it could not be had otherwise."""
+        with self._holdings_lock:
+            if not self._abandoned.get(ident):
+                return False
+            if obj.acquire(False):
+                return True
+            self._abandoned[ident] -= 1
+            if not self._abandoned[ident]:
+                del self._abandoned[ident]
+            util.info("gave back an acquisition of %r that a dead client held", obj)
+            obj.release()
+            return bool(obj.acquire(False))
 
     def _handle_request(self, request: Any, holdings: _Holdings | None = None
                         ) -> tuple[Any, tuple[str, Any], Callable[[], None] | None]:
@@ -362,6 +414,8 @@ class Server:
                 result = str(obj)
             elif name == "__repr__" and name not in exposed:
                 result = repr(obj)
+            elif name in ("acquire", "__enter__") and isinstance(obj, _LOCK_TYPES) and holdings is not None:
+                result = self._acquire(ident, obj, name, args, kwds)
             else:
                 result = getattr(obj, name)(*args, **kwds)
         except Exception as exc:
