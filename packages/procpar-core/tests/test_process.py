@@ -336,3 +336,35 @@ def test_interactive_style_main_without_file_runs_importable_targets(run_script:
     assert result.returncode == 0, result.stderr
     for m in procpar_core.get_all_start_methods():
         assert f"{m} 0" in result.stdout
+
+
+def test_the_forkserver_refuses_a_client_without_the_programs_key() -> None:
+    import os
+    import socket
+    import struct
+
+    from procpar_core import forkserver
+
+    ctx = procpar_core.get_context("forkserver")
+    p = ctx.Process(target=t.noop)
+    p.start()
+    p.join(30)
+    assert p.exitcode == 0
+    address = forkserver._forkserver._forkserver_address
+    assert address is not None
+    intruder = socket.socket(socket.AF_UNIX)
+    intruder.settimeout(30)
+    try:
+        intruder.connect(address)
+        intruder.sendall(struct.pack("!QI16s32s", 4, 0, os.urandom(16), bytes(32)) + b"data")
+        try:
+            reply = intruder.recv(8)
+        except ConnectionResetError:
+            reply = b""
+        assert reply == b""  # no pid: nothing was forked for it
+    finally:
+        intruder.close()
+    p = ctx.Process(target=t.noop)  # the server serves the program on
+    p.start()
+    p.join(30)
+    assert p.exitcode == 0

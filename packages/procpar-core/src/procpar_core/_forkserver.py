@@ -29,7 +29,19 @@ if TYPE_CHECKING:
 
 __all__ = ["ForkServer", "ensure_running", "connect_to_new_process", "set_forkserver_preload"]
 
-REQUEST = Struct("!QI")
+# A request: payload length, fd count, then a fresh nonce and HMAC-SHA256(key, nonce + the two numbers). The
+# server's key is made when it starts and known only to the processes of its program (3.14's forkserver
+# authenticates its clients too): a process of the same user that found the socket cannot have children forked
+# from a server holding the program's state. One message, no extra round trip.
+HEADER = Struct("!QI")
+NONCE_SIZE = 16
+REQUEST = Struct(f"!QI{NONCE_SIZE}s32s")
+
+
+def _request_tag(key: bytes, nonce: bytes, payload_len: int, nfds: int) -> bytes:
+    import hmac
+
+    return hmac.new(key, nonce + HEADER.pack(payload_len, nfds), "sha256").digest()
 PID = Struct("!q")
 STATUS = Struct("!i")
 MAX_FDS = 253  # SCM_MAX_FD on Linux
@@ -45,6 +57,7 @@ class ForkServer:
         self._pid: int | None = None
         self._preload: list[str] = ["__main__"]
         self._on_error = "ignore"
+        self._authkey: bytes | None = None  # the running server's (inherited by forked children)
 
     def set_forkserver_preload(self, modules_names: Sequence[str], *, on_error: str = "ignore") -> None:
         """Modules the server imports once, before it forks any child. ``on_error`` (3.15's) says what an
@@ -86,6 +99,7 @@ class ForkServer:
             except OSError:
                 pass
             self._address = None
+            self._authkey = None
 
     def _running(self) -> bool:
         if self._pid is None:
@@ -145,7 +159,8 @@ class ForkServer:
             alive_r, alive_w = os.pipe()
             try:
                 prep = _spawn.get_preparation_data("ForkServer", "forkserver")
-                config = _reduction.dumps((prep, self._preload, address, self._on_error))
+                authkey = os.urandom(32)
+                config = _reduction.dumps((prep, self._preload, address, self._on_error, authkey))
                 config_r, config_w = os.pipe()
                 passed = [listener.fileno(), alive_r, config_r]
                 argv = [_spawn.get_executable(), *_spawn.interpreter_args(), "-c", _SERVER_CODE,
@@ -162,6 +177,7 @@ class ForkServer:
         finally:
             listener.close()
         self._address = address
+        self._authkey = authkey
         self._alive_w = alive_w
         _util.Finalize(None, _rmdir_quiet, args=(directory,), exitpriority=-50)
 
@@ -191,7 +207,11 @@ class ForkServer:
         import socket
 
         sock.connect(address)
-        sock.sendmsg([REQUEST.pack(len(payload), len(fds))],
+        if self._authkey is None:
+            raise RuntimeError(f"no key for the forkserver at {address!r}: it was not started by this program")
+        nonce = os.urandom(NONCE_SIZE)
+        tag = _request_tag(self._authkey, nonce, len(payload), len(fds))
+        sock.sendmsg([REQUEST.pack(len(payload), len(fds), nonce, tag)],
                      [(socket.SOL_SOCKET, socket.SCM_RIGHTS, bytes(memoryview(_as_int_array(fds))))]
                      if fds else [])
         sock.sendall(payload)
@@ -243,7 +263,7 @@ def main() -> None:
     from . import _spawn_child
 
     with open(config_fd, "rb") as f:
-        prep, preload, address, on_error = loads(f.read())
+        prep, preload, address, on_error, authkey = loads(f.read())
     _spawn_child.inheriting = True
     try:
         try:
@@ -271,6 +291,7 @@ def main() -> None:
         _spawn_child.inheriting = False
     _util.flush_std_streams()
     _forkserver._address = address
+    _forkserver._authkey = authkey
     _serve(listener_fd, alive_fd)
 
 
@@ -346,6 +367,9 @@ def _reap(children: dict[int, Any]) -> None:
         conn.close()
 
 
+_seen_nonces: set[bytes] = set()
+
+
 def _fork_child(conn: Any, children: dict[int, Any], server_objects: tuple[Any, ...],
                 old_handlers: dict[int, Any]) -> int:
     import socket
@@ -358,7 +382,18 @@ def _fork_child(conn: Any, children: dict[int, Any], server_objects: tuple[Any, 
                 os.close(fd)
             raise EOFError("client closed the connection mid-request")
         msg += rest
-    _payload_len, nfds = REQUEST.unpack(msg)
+    payload_len, nfds, nonce, tag = REQUEST.unpack(msg)
+    import hmac
+
+    key = _forkserver._authkey
+    if key is None or not hmac.compare_digest(tag, _request_tag(key, nonce, payload_len, nfds)) \
+            or nonce in _seen_nonces:
+        for fd in fds:
+            os.close(fd)
+        raise PermissionError("refused a client that did not authenticate with the program's key")
+    _seen_nonces.add(nonce)
+    if len(_seen_nonces) > 1 << 16:
+        _seen_nonces.clear()  # a replay needs a captured request: the set only has to outlive a few
     if nfds != len(fds):
         for fd in fds:
             os.close(fd)

@@ -7,13 +7,14 @@ import sys
 from ._freeze import freeze_support
 from ._spawn import get_executable, get_preparation_data, interpreter_args, set_executable
 from ._spawn_child import _fixup_main_from_path, prepare
+from ._spawn_child import main as _main  # a spawn child's entry point (the stdlib's name)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-__all__ = ["freeze_support", "set_executable", "get_executable", "get_preparation_data", "get_command_line",
-           "import_main_path", "prepare"]
+__all__ = ["_main", "freeze_support", "set_executable", "get_executable", "get_preparation_data",
+           "get_command_line", "import_main_path", "prepare"]
 
 
 def get_command_line(**kwds: Any) -> list[str]:
