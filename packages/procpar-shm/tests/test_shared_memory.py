@@ -238,3 +238,38 @@ def test_shareable_list_slots_fit_multibyte_strings() -> None:
     finally:
         sl.shm.close()
         sl.shm.unlink()
+
+
+def test_attaching_registers_only_when_asked_with_track_true(tmp_path: Any) -> None:
+    """Default: an attaching process never removes the segment at exit. ``track=True`` (3.13's): its tracker
+    removes it, with the leak warning, when that process ends."""
+    import subprocess
+    import textwrap
+
+    segment = SharedMemory(create=True, size=16)
+    try:
+        code = textwrap.dedent("""
+            import sys
+            from procpar_shm.shared_memory import SharedMemory
+            track = {"default": None, "true": True, "false": False}[sys.argv[2]]
+            mem = SharedMemory(name=sys.argv[1], track=track) if track is not None else SharedMemory(name=sys.argv[1])
+            mem.close()
+        """)
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+        for mode in ("default", "false"):
+            out = subprocess.run([sys.executable, "-c", code, segment.name, mode], capture_output=True, text=True,
+                                 timeout=60, env=env)
+            assert out.returncode == 0, out.stderr
+            assert "resource_tracker" not in out.stderr
+            assert _exists(segment.name)
+        out = subprocess.run([sys.executable, "-c", code, segment.name, "true"], capture_output=True, text=True,
+                             timeout=60, env=env)
+        assert out.returncode == 0, out.stderr
+        assert "resource_tracker: There appear to be 1 leaked shared_memory objects" in out.stderr
+        assert not _exists(segment.name)
+    finally:
+        try:
+            segment.unlink()
+        except FileNotFoundError:
+            pass
+        segment.close()

@@ -6,8 +6,10 @@ and programs using ``multiprocessing.shared_memory`` open each other's segments 
 
 Lifetime: the process that *creates* a segment registers it with procpar's resource tracker, which unlinks
 it if the program ends (SIGKILL included) without calling ``unlink()``; ``track=False`` makes a segment that
-outlives its program. Attaching by name never registers: a process that only uses a segment cannot
-destroy it at exit, and nothing warns about "leaked" segments that belong to someone else.
+outlives its program. Attaching by name does not register by default: a process that only uses a segment
+cannot destroy it at exit, and nothing warns about "leaked" segments that belong to someone else (the
+stdlib's gh-82300). Attaching with an explicit ``track=True`` registers, as 3.13's stdlib documents: that
+process's tracker then removes the segment, with its leak warning, when the process ends.
 """
 
 from __future__ import annotations
@@ -75,7 +77,8 @@ class SharedMemory:
     _prepend_leading_slash = True
     _track = True
 
-    def __init__(self, name: str | None = None, create: bool = False, size: int = 0, *, track: bool = True) -> None:
+    def __init__(self, name: str | None = None, create: bool = False, size: int = 0, *,
+                 track: bool | None = None) -> None:
         if not isinstance(size, int) or size < 0:
             raise ValueError(f"'size' must be a positive integer, not {size!r}")
         if create:
@@ -84,7 +87,8 @@ class SharedMemory:
                 raise ValueError("'size' must be a positive number different from zero when creating a segment")
         if name is None and not self._flags & os.O_EXCL:
             raise ValueError("'name' can only be None if create=True: name the segment to attach to")
-        self._track = track
+        # None: track what this process creates only; True: also what it attaches to; False: nothing.
+        self._track = track is True or (create and track is None)
         if name is None:
             while True:
                 candidate = _make_filename()
@@ -112,7 +116,7 @@ class SharedMemory:
             raise
         self._size = size
         self._buf = memoryview(self._mmap)
-        if create and track:
+        if self._track:
             resource_tracker.register(self._name, "shared_memory")
 
     def __del__(self) -> None:
