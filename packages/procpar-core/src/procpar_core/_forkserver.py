@@ -167,7 +167,11 @@ class ForkServer:
                         "--procpar-forkserver", *(str(fd) for fd in passed)]
                 actions = [(os.POSIX_SPAWN_DUP2, fd, fd) for fd in passed]
                 try:
-                    self._pid = os.posix_spawn(argv[0], argv, os.environ, file_actions=actions)
+                    import signal
+
+                    # Born with SIGINT blocked: a Ctrl-C before the server ignores it must not kill it.
+                    self._pid = os.posix_spawn(argv[0], argv, os.environ, file_actions=actions,
+                                               setsigmask=(signal.SIGINT,))
                 finally:
                     os.close(config_r)
                 with open(config_w, "wb") as f:
@@ -307,6 +311,7 @@ def _serve(listener_fd: int, alive_fd: int) -> None:
     # SIGINT goes to the whole terminal process group; the server must outlive a Ctrl-C of its user.
     handlers: dict[int, Any] = {signal.SIGCHLD: _ignore_signal, signal.SIGINT: signal.SIG_IGN}
     old: dict[int, Any] = {sig: signal.signal(sig, h) for sig, h in handlers.items()}
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, (signal.SIGINT,))  # ignored now (see ForkServer._launch)
     signal.set_wakeup_fd(sig_w)
     children: dict[int, Any] = {}
     selector = selectors.DefaultSelector()

@@ -23,28 +23,34 @@ _MAX_LINE = 512  # below PIPE_BUF: each notice is written atomically, whatever o
 
 
 def _unlink_shared_memory(name: str) -> None:
-    path = os.path.join("/dev/shm", name.lstrip("/"))
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass  # registered just before its creation, which never came
+    """Remove a segment; ``FileNotFoundError`` if it is not there (as the stdlib's ``shm_unlink``)."""
+    os.unlink(os.path.join("/dev/shm", name.lstrip("/")))
 
 
 def _remove_folder(name: str) -> None:
     import shutil
 
-    try:
-        shutil.rmtree(name)
-    except FileNotFoundError:
-        pass
+    shutil.rmtree(name)
 
 
+# The stdlib's table of resource types (tests and tools iterate over it, and call its functions directly) ...
 _CLEANUP_FUNCS: dict[str, Callable[[str], None]] = {
     "noop": lambda name: None,
     "dummy": lambda name: None,  # for tests of the tracker itself, as the stdlib's
     "shared_memory": _unlink_shared_memory,
+}
+# ... and procpar's own types, which the tracker handles the same way.
+_OWN_CLEANUP_FUNCS: dict[str, Callable[[str], None]] = {
     "folder": _remove_folder,
 }
+
+
+def _cleanup_func(rtype: str) -> Callable[[str], None] | None:
+    return _CLEANUP_FUNCS.get(rtype) or _OWN_CLEANUP_FUNCS.get(rtype)
+
+
+def _known_types() -> list[str]:
+    return sorted({*_CLEANUP_FUNCS, *_OWN_CLEANUP_FUNCS})
 _TRACKER_CODE = "from procpar_core._resource_tracker import main; main()"
 
 
@@ -116,7 +122,12 @@ class ResourceTracker:
             try:
                 code = f"import sys; sys.path.insert(0, {_PACKAGE_ROOT!r}); {_TRACKER_CODE}"
                 argv = [get_executable(), *interpreter_args(), "-c", code, "--procpar-tracker", str(r)]
-                self._pid = os.posix_spawn(argv[0], argv, os.environ, file_actions=[(os.POSIX_SPAWN_DUP2, r, r)])
+                import signal
+
+                # Born with SIGINT and SIGTERM blocked: one sent before the tracker ignores them must not kill it
+                # (it unblocks them once they are ignored).
+                self._pid = os.posix_spawn(argv[0], argv, os.environ, file_actions=[(os.POSIX_SPAWN_DUP2, r, r)],
+                                           setsigmask=(signal.SIGINT, signal.SIGTERM))
             except BaseException:
                 os.close(w)
                 raise
@@ -125,8 +136,8 @@ class ResourceTracker:
             self._fd = w
 
     def _send(self, verb: str, name: str, rtype: str) -> None:
-        if rtype not in _CLEANUP_FUNCS:
-            raise ValueError(f"cannot track {rtype!r} resources; known types: {sorted(_CLEANUP_FUNCS)}")
+        if _cleanup_func(rtype) is None:
+            raise ValueError(f"cannot track {rtype!r} resources; known types: {_known_types()}")
         line = f"{verb}:{rtype}:{name}\n".encode()
         if len(line) > _MAX_LINE:
             raise ValueError(f"resource name too long to track: {name!r}")
@@ -202,13 +213,14 @@ def main(fd: int | None = None) -> None:
     # The tracker must outlive Ctrl-C and a polite kill of its program to do its job.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, (signal.SIGINT, signal.SIGTERM))
     for stdio in (0,):
         try:
             os.close(stdio)
         except OSError:
             pass
     threading.Thread(target=sweep_dead_programs, name="procpar-tracker-sweep", daemon=True).start()
-    registry: dict[str, set[str]] = {rtype: set() for rtype in _CLEANUP_FUNCS}
+    registry: dict[str, set[str]] = {rtype: set() for rtype in _known_types()}
     with open(fd, "rb") as pipe:
         for raw in pipe:
             try:
@@ -230,10 +242,16 @@ def main(fd: int | None = None) -> None:
         leaked = True
         warnings.warn(f"resource_tracker: There appear to be {len(names)} leaked {rtype} objects to clean up "
                       "at shutdown", UserWarning, stacklevel=1)
+        func = _cleanup_func(rtype)
+        assert func is not None
         for name in sorted(names):
             try:
-                _CLEANUP_FUNCS[rtype](name)
+                func(name)
+            except FileNotFoundError as exc:
+                if "procpar-" in name:
+                    continue  # procpar registers its own names before it creates them: this one never came
+                warnings.warn(f"resource_tracker: {name!r}: {exc}", UserWarning, stacklevel=1)
             except Exception as exc:
-                warnings.warn(f"resource_tracker: {name!r}: {exc!r}", UserWarning, stacklevel=1)
+                warnings.warn(f"resource_tracker: {name!r}: {exc}", UserWarning, stacklevel=1)
     if leaked:
         sys.exit(1)  # the exit status says whether anything had leaked
