@@ -14,6 +14,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+__all__ = ["main"]
+
 USAGE = """\
 usage: python -m procpar run script.py [args...]
        python -m procpar run -m module [args...]

@@ -12,6 +12,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+__all__ = ["EXTENSIONS", "NO_CONTEXT_ARGUMENT", "CONTEXT_KEYWORD", "load"]
+
 # public name -> (import name, distribution)
 EXTENSIONS: dict[str, tuple[str, str]] = {
     **{name: ("procpar_sync", "procpar-sync") for name in (
