@@ -171,3 +171,27 @@ def test_effective_log_level_reaches_spawned_children(run_script: Any) -> None:
     assert result.returncode == 0, result.stderr
     for m in procpar_core.get_all_start_methods():
         assert f"{m} 37" in result.stdout
+
+
+def test_util_logging_names_the_callers_file() -> None:
+    """util.info() and friends log with the caller's file and line, as the stdlib's (3.12+ tests check it)."""
+    import io
+    import logging
+
+    from procpar_core import util
+
+    logger = util.get_logger()
+    level = logger.level
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter("[%(levelname)s] [%(filename)s] %(message)s"))
+    logger.addHandler(handler)
+    try:
+        logger.setLevel(util.DEBUG)
+        util.info("two")
+        util.debug("three")
+    finally:
+        logger.setLevel(level)
+        logger.removeHandler(handler)
+    assert stream.getvalue().splitlines() == ["[INFO] [test_util.py] two", "[DEBUG] [test_util.py] three"]
+    assert (util.NOTSET, util.DEBUG, util.INFO) == (0, 10, 20) and util.MAXFD > 2

@@ -564,3 +564,17 @@ def test_a_waiter_gets_the_lock_of_a_holder_that_dies(manager: Any, ctx: Any) ->
     waiter.join(90)
     assert got == [True]
     lock.release()
+
+
+def test_a_shared_memory_manager_leaves_its_tracker_nothing_to_warn_about(run_script: Any) -> None:
+    """bpo-36867: segments the manager's server removed at shutdown are not reported as leaked."""
+    result = run_script("""
+        from procpar_managers import SharedMemoryManager
+
+        smm = SharedMemoryManager()
+        smm.start()
+        sl = smm.ShareableList(range(10))
+        smm.shutdown()
+    """)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""

@@ -99,10 +99,14 @@ def apply_config(config: tuple[int, bool] | None) -> None:
         get_logger().setLevel(level)
 
 
+NOTSET, DEBUG, INFO = 0, 10, 20
+
+
 def _log(level: int, msg: str, *args: object) -> None:
-    # Cheap when nobody asked for logging: no logger object exists yet.
+    # Cheap when nobody asked for logging: no logger object exists yet. stacklevel 3: the record names the
+    # caller of debug()/info()/... (its %(filename)s and %(lineno)d), as the stdlib's do.
     if _logger is not None:
-        _logger.log(level, msg, *args)
+        _logger.log(level, msg, *args, stacklevel=3)
 
 
 def sub_debug(msg: str, *args: object) -> None:
@@ -110,11 +114,11 @@ def sub_debug(msg: str, *args: object) -> None:
 
 
 def debug(msg: str, *args: object) -> None:
-    _log(10, msg, *args)
+    _log(DEBUG, msg, *args)
 
 
 def info(msg: str, *args: object) -> None:
-    _log(20, msg, *args)
+    _log(INFO, msg, *args)
 
 
 def sub_warning(msg: str, *args: object) -> None:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 
 from ._log import (
+    DEBUG,
     DEFAULT_LOGGING_FORMAT,
+    INFO,
     LOGGER_NAME,
+    NOTSET,
     SUBDEBUG,
     SUBWARNING,
     debug,
@@ -41,6 +45,11 @@ from ._util import (
     wait_process_exit,
 )
 
+try:
+    MAXFD = os.sysconf("SC_OPEN_MAX")  # the stdlib's name: the highest file descriptor number, plus one
+except (AttributeError, ValueError, OSError):
+    MAXFD = 256
+
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs a spawn child ~10 ms
 if TYPE_CHECKING:
     from typing import Any
@@ -59,6 +68,10 @@ __all__ = [
     "sub_warning",
     "SUBDEBUG",
     "SUBWARNING",
+    "NOTSET",
+    "DEBUG",
+    "INFO",
+    "MAXFD",
     "DEFAULT_LOGGING_FORMAT",
     "LOGGER_NAME",
     "ForkAwareThreadLock",

@@ -87,8 +87,10 @@ class SharedMemory:
                 raise ValueError("'size' must be a positive number different from zero when creating a segment")
         if name is None and not self._flags & os.O_EXCL:
             raise ValueError("'name' can only be None if create=True: name the segment to attach to")
-        # None: track what this process creates only; True: also what it attaches to; False: nothing.
-        self._track = track is True or (create and track is None)
+        # None: track what this process creates only; True: also what it attaches to; False: nothing. unlink()
+        # tells the tracker unless track=False: whichever process removes a segment, its creator registered it.
+        self._track = track is not False
+        registers = track is True or (create and track is None)
         if name is None:
             while True:
                 candidate = _make_filename()
@@ -116,7 +118,7 @@ class SharedMemory:
             raise
         self._size = size
         self._buf = memoryview(self._mmap)
-        if self._track:
+        if registers:
             resource_tracker.register(self._name, "shared_memory")
 
     def __del__(self) -> None:
