@@ -17,7 +17,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Callable
 
-__all__ = ["ensure_running", "register", "unregister", "getfd", "main", "sweep_dead_programs"]
+__all__ = ["ensure_running", "register", "unregister", "getfd", "main", "sweep_dead_programs", "revive_if_dead"]
 
 _MAX_LINE = 512  # below PIPE_BUF: each notice is written atomically, whatever other processes write
 
@@ -135,6 +135,12 @@ class ResourceTracker:
                 os.close(r)
             self._fd = w
 
+    def revive_if_dead(self) -> None:
+        """If this process started a tracker that has died, start a new one (with the stdlib's warning); no
+        tracker is started otherwise. Cheap: one waitpid()."""
+        if self._pid is not None and not self._running():
+            self.ensure_running()
+
     def _send(self, verb: str, name: str, rtype: str) -> None:
         if _cleanup_func(rtype) is None:
             raise ValueError(f"cannot track {rtype!r} resources; known types: {_known_types()}")
@@ -168,6 +174,7 @@ ensure_running = _resource_tracker.ensure_running
 register = _resource_tracker.register
 unregister = _resource_tracker.unregister
 getfd = _resource_tracker.getfd
+revive_if_dead = _resource_tracker.revive_if_dead
 os.register_at_fork(after_in_child=_resource_tracker._after_fork_in_child)
 
 

@@ -10,10 +10,11 @@ from ._resource_tracker import (
     getfd,
     main,
     register,
+    revive_if_dead,
     sweep_dead_programs,
     unregister,
 )
 
-__all__ = ["ResourceTracker", "ensure_running", "register", "unregister", "getfd", "main", "sweep_dead_programs",
+__all__ = ["ResourceTracker", "ensure_running", "register", "unregister", "getfd", "main", "sweep_dead_programs", "revive_if_dead",
            "_CLEANUP_FUNCS",
            "_resource_tracker"]

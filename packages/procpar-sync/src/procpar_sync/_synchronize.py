@@ -21,6 +21,7 @@ import time
 
 from procpar_core.context import get_spawning_popen
 from procpar_core.reduction import assert_spawning
+from procpar_core.resource_tracker import revive_if_dead
 from procpar_core.util import register_after_fork
 
 from . import _arena
@@ -108,6 +109,10 @@ class SemLock:
         self._state = (arena, offset, maxvalue, recursive, mutex, holders, policy)
         self._kind = kind
         self._fork_ctx = _for_fork(ctx)
+        if not self._fork_ctx:
+            # The stdlib registers such semaphores with its tracker, and a dead tracker is noticed (and
+            # replaced, with a warning) right then; procpar's need no tracker, but notice the same.
+            revive_if_dead()
         self._make_methods()
         register_after_fork(self, SemLock._after_fork)
 
