@@ -15,6 +15,5 @@ from ._resource_tracker import (
     unregister,
 )
 
-__all__ = ["ResourceTracker", "ensure_running", "register", "unregister", "getfd", "main", "sweep_dead_programs", "revive_if_dead",
-           "_CLEANUP_FUNCS",
-           "_resource_tracker"]
+__all__ = ["ResourceTracker", "ensure_running", "register", "unregister", "getfd", "main", "sweep_dead_programs",
+           "revive_if_dead", "_CLEANUP_FUNCS", "_resource_tracker"]
