@@ -140,3 +140,7 @@ def fill_then_sleep(queue: Any, started: Any) -> None:
     queue.put(b"x" * (8 << 20))
     started.set()
     time.sleep(600)
+
+
+def report_locked(lock: Any, out: Any) -> None:
+    out.put(lock.locked())

@@ -491,3 +491,22 @@ def test_queue_mixed_sizes_across_consumers_arrive_once(ctx: Any) -> None:
         p.join(30)
         assert p.exitcode == 0
     assert sorted(got) == sizes
+
+
+@pytest.mark.parametrize("kind", ["Lock", "RLock"])
+def test_locked_is_seen_by_every_process(ctx: Any, kind: str) -> None:
+    """3.14's ``Lock.locked()``/``RLock.locked()``: whether anyone holds it, seen from any process."""
+    lock = getattr(ps, kind)()
+    out = ps.Queue()
+    assert lock.locked() is False
+    with lock:
+        assert lock.locked() is True
+        p = ctx.Process(target=t.report_locked, args=(lock, out))
+        p.start()
+        assert out.get(timeout=60) is True
+        p.join(60)
+    assert lock.locked() is False
+    p = ctx.Process(target=t.report_locked, args=(lock, out))
+    p.start()
+    assert out.get(timeout=60) is False
+    p.join(60)
