@@ -293,6 +293,9 @@ def main() -> None:
                                   stacklevel=1)
     finally:
         _spawn_child.inheriting = False
+    # What nearly every child needs to unpickle its process object (connections, the tracker's fd): imported
+    # here once, not in each child (a millisecond or more per start).
+    from . import _connection, _resource_tracker  # noqa: F401
     _util.flush_std_streams()
     _forkserver._address = address
     _forkserver._authkey = authkey

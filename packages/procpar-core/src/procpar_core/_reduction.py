@@ -84,11 +84,10 @@ register = ForkingPickler.register
 
 
 def _stdlib_reducers() -> dict[type, Callable[[Any], Any]]:
-    # Only when the program already loaded the stdlib's reduction module: procpar never imports it.
-    from ._util import stdlib_module
-
-    stdlib = stdlib_module("reduction")
-    if stdlib is None:
+    # Only when the program already loaded the stdlib's reduction module: procpar never imports it. On the
+    # pickling hot path: inline, no import (see _util.stdlib_module for the alias case it also handles).
+    stdlib = sys.modules.get("multiprocessing.reduction")
+    if stdlib is None or not stdlib.__name__.startswith("multiprocessing"):
         return {}
     return getattr(getattr(stdlib, "ForkingPickler", None), "_extra_reducers", {})
 
