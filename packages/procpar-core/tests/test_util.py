@@ -195,3 +195,20 @@ def test_util_logging_names_the_callers_file() -> None:
         logger.removeHandler(handler)
     assert stream.getvalue().splitlines() == ["[INFO] [test_util.py] two", "[DEBUG] [test_util.py] three"]
     assert (util.NOTSET, util.DEBUG, util.INFO) == (0, 10, 20) and util.MAXFD > 2
+
+
+def test_resource_sharer_stop_waits_for_its_thread() -> None:
+    import os
+
+    from procpar_core import _resource_sharer, resource_sharer
+
+    r, w = os.pipe()
+    try:
+        resource_sharer.DupFd(r)
+        thread = _resource_sharer._sharer._thread
+        assert thread is not None and thread.is_alive()
+        resource_sharer.stop(timeout=30)
+        assert not thread.is_alive()
+    finally:
+        os.close(r)
+        os.close(w)

@@ -159,3 +159,13 @@ def wait_for_file(path: str) -> str:
     while not os.path.exists(path):
         time.sleep(0.005)
     return path
+
+
+def touch_or_fail(path: str) -> None:
+    """Create ``path``; the item named ``.../bad`` raises instead (after the others may have started)."""
+    import os
+
+    if os.path.basename(path) == "bad":
+        raise ValueError("bad item")
+    with open(path, "w"):
+        pass

@@ -519,3 +519,18 @@ def test_large_buffers_travel_in_shared_memory(pool: Any) -> None:
     with pytest.raises(WorkerLostError):
         pool.apply(t.die_holding, (arrays[1],))
     assert _segments() <= before  # every segment was taken, or dropped with its task
+
+
+@pytest.mark.parametrize("pool_type", ["Pool", "ThreadPool"])
+def test_a_failed_map_still_runs_its_other_tasks(ctx: Any, tmp_path: Any, pool_type: str) -> None:
+    """No fail-fast (the stdlib's issue 23992): map() raises the first error, but every other task runs,
+    and close() + join() wait for them."""
+    paths = [str(tmp_path / "bad")] + [str(tmp_path / f"item{i}") for i in range(20)]
+    pool = procpar_pool.Pool(2, context=ctx) if pool_type == "Pool" else procpar_pool.ThreadPool(2)
+    with pytest.raises(ValueError, match="bad item"):
+        try:
+            pool.map(t.touch_or_fail, paths, chunksize=1)
+        finally:
+            pool.close()
+            pool.join()
+    assert sorted(os.listdir(tmp_path)) == sorted(f"item{i}" for i in range(20))

@@ -175,10 +175,10 @@ def test_a_killed_resource_tracker_is_replaced_with_a_warning(tmp_path: Path) ->
         os.waitpid(pid, 0)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            register("x", "dummy")
-            unregister("x", "dummy")
+            register("x", "noop")
+            unregister("x", "noop")
         print(len(caught), "resource_tracker: process died" in str(caught[0].message), _resource_tracker._pid != pid)
-        register("leak", "dummy")
+        register("leak", "noop")
         _resource_tracker._stop()
         print(_resource_tracker._exitcode)
     """)

@@ -77,14 +77,28 @@ class _ResourceSharer:
             except Exception:
                 continue
 
-    def stop(self) -> None:
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop lending: close what was not fetched, stop the serving thread and wait for it up to
+        ``timeout`` seconds (None: until it is gone)."""
         with self._lock:
             listener, self._listener, self._address = self._listener, None, None
+            thread, self._thread = self._thread, None
             for _, close in self._cache.values():
                 close()
             self._cache.clear()
         if listener is not None:
+            inner = getattr(listener, "_listener", None)
+            sock = getattr(inner, "_socket", None)
+            if sock is not None:
+                import socket
+
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)  # wakes the thread's accept(): closing alone does not
+                except OSError:
+                    pass
             listener.close()
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
 
 
 _sharer = _ResourceSharer()

@@ -36,9 +36,10 @@ def _remove_folder(name: str) -> None:
 # The stdlib's table of resource types (tests and tools iterate over it, and call its functions directly) ...
 _CLEANUP_FUNCS: dict[str, Callable[[str], None]] = {
     "noop": lambda name: None,
-    "dummy": lambda name: None,  # for tests of the tracker itself, as the stdlib's
     "shared_memory": _unlink_shared_memory,
 }
+if sys.version_info >= (3, 13):
+    _CLEANUP_FUNCS["dummy"] = lambda name: None  # for tests of the tracker itself, as 3.13's stdlib has
 # ... and procpar's own types, which the tracker handles the same way.
 _OWN_CLEANUP_FUNCS: dict[str, Callable[[str], None]] = {
     "folder": _remove_folder,

@@ -196,9 +196,10 @@ class MapResult(ApplyResult):
         if self._progress is not None:
             self._progress.update(len(value) if ok else 0)
         if not ok:
-            # The first failure decides, as in the stdlib; the other chunks' outcomes are dropped.
+            # The first failure decides, as in the stdlib; the other chunks still run (their side effects
+            # happen, and close() + join() wait for them, as with the stdlib: no fail-fast), their outcomes
+            # are dropped.
             self._success, self._value = False, value
-            self._pending.clear()
             self._results = []
             self._finish()
             _run_callback(self._error_callback, value)
