@@ -5,8 +5,13 @@
 
 Each trial is a program of its own (``trials.py``, or one of the spec's examples for ``ctrl_c``), run in a new
 session with a marker in its environment so that every process it starts can be found. The driver kills
-processes at random moments (seeded), times the program, and afterwards audits what is left: files in
-``/dev/shm`` and ``$TMPDIR`` made during the trial, and processes still carrying the marker. Loopback only.
+processes at random moments (seeded), times the program, and afterwards audits what is left: files in the
+trial's own ``$TMPDIR``, the trial's files in ``/dev/shm``, and processes still carrying the marker. Loopback only.
+
+The machine is shared: other programs make and remove files in ``/tmp`` and ``/dev/shm`` while a trial runs, so
+only what is the trial's is counted (and removed afterwards): everything in its private ``$TMPDIR``, procpar's
+``/dev/shm`` names that carry the trial program's pid (``procpar-[kind-]<pid>-...``), and for the stdlib, whose
+``/dev/shm`` names are random, the ones that appeared during the trial.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import argparse
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -29,8 +35,9 @@ from examples import EXAMPLES  # noqa: E402
 
 MARKER = "PROCPAR_FAULT_TRIAL"
 TRIAL_TIMEOUT = 40.0
-# Names the two implementations give what they leave in /dev/shm and $TMPDIR.
-OWNED_PREFIXES = ("procpar-", "psm_", "pymp-", "sem.mp-", "mp-")
+# The stdlib's names in /dev/shm (random: only their appearance during a trial ties them to it).
+STDLIB_SHM_PREFIXES = ("psm_", "sem.mp-", "mp-")
+PROCPAR_NAME = re.compile(r"procpar-(?:[a-z]+-)?(\d+)-")
 
 SHIM = """
 import importlib, sys
@@ -54,15 +61,20 @@ while any(os.path.exists(p) for p in paths) and time.monotonic() < deadline:
 """
 
 
-def _entries() -> set[str]:
-    found = set()
-    for directory in ("/dev/shm", tempfile.gettempdir()):
-        try:
-            for name in os.listdir(directory):
-                if name.startswith(OWNED_PREFIXES):
-                    found.add(os.path.join(directory, name))
-        except OSError:
-            pass
+def _entries(tmpdir: str, impl: str, program_pids: set[int]) -> set[str]:
+    """What the trial may have left: all of its private $TMPDIR, and its names in /dev/shm."""
+    found = {os.path.join(tmpdir, name) for name in os.listdir(tmpdir)} if os.path.isdir(tmpdir) else set()
+    try:
+        names = os.listdir("/dev/shm")
+    except OSError:
+        names = []
+    for name in names:
+        if impl == "procpar":
+            match = PROCPAR_NAME.match(name)
+            if match is not None and int(match.group(1)) in program_pids:
+                found.add(os.path.join("/dev/shm", name))
+        elif name.startswith(STDLIB_SHM_PREFIXES):
+            found.add(os.path.join("/dev/shm", name))
     return found
 
 
@@ -105,7 +117,7 @@ def _kill_marked(trial_id: str) -> None:
 
 
 def _start(argv: list[str], trial_id: str, workdir: str) -> subprocess.Popen[str]:
-    env = dict(os.environ, **{MARKER: trial_id})
+    env = dict(os.environ, **{MARKER: trial_id}, TMPDIR=os.path.join(workdir, "tmp"))
     env["PYTHONPATH"] = os.pathsep.join([HERE, *[p for p in sys.path if p]])
     return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
                             cwd=workdir, start_new_session=True)
@@ -114,8 +126,11 @@ def _start(argv: list[str], trial_id: str, workdir: str) -> subprocess.Popen[str
 def run_trial(scenario: str, impl: str, method: str, seed: int) -> dict[str, Any]:
     rng = random.Random(seed)
     trial_id = f"{scenario}-{impl}-{method}-{seed}-{os.getpid()}"
-    before = _entries()
     workdir = tempfile.mkdtemp(prefix="fault-")
+    tmpdir = os.path.join(workdir, "tmp")
+    os.mkdir(tmpdir)
+    programs: set[int] = set()  # pids of the trial's programs: procpar names what they make after them
+    before = _entries(tmpdir, impl, programs)
     result: dict[str, Any] = {"scenario": scenario, "impl": impl, "method": method, "seed": seed, "hang": False,
                               "lost": 0, "excused": 0, "dup": 0, "leftover_files": 0, "leftover_processes": 0}
     start = time.monotonic()
@@ -126,6 +141,7 @@ def run_trial(scenario: str, impl: str, method: str, seed: int) -> dict[str, Any
         with open(path, "w") as f:
             f.write(SHIM.format(impl=impl, method=method) + EXAMPLES[example])
         proc = _start([sys.executable, path], trial_id, workdir)
+        programs.add(proc.pid)
         time.sleep(rng.uniform(0.3, 1.5))
         result["interrupted"] = proc.poll() is None
         sent = time.monotonic()
@@ -143,6 +159,7 @@ def run_trial(scenario: str, impl: str, method: str, seed: int) -> dict[str, Any
     elif scenario.startswith("sigkill"):
         proc = _start([sys.executable, os.path.join(HERE, "trials.py"), "resources", impl, method, str(seed),
                        workdir], trial_id, workdir)
+        programs.add(proc.pid)
         assert proc.stdout is not None
         line = proc.stdout.readline()
         if not line.strip():
@@ -159,13 +176,14 @@ def run_trial(scenario: str, impl: str, method: str, seed: int) -> dict[str, Any
         proc.communicate()
         if not keep_tracker:
             # Everything died at once: the next program's tracker must clean up after this one.
-            left = sorted(_entries() - before)
+            left = sorted(_entries(tmpdir, impl, programs) - before)
             result["leftover_files_before_next"] = len(left)
             nxt = _start([sys.executable, "-c", TRACKER_START, impl, json.dumps(left)], trial_id + "-next", workdir)
             nxt.communicate(timeout=TRIAL_TIMEOUT)
     else:
         proc = _start([sys.executable, os.path.join(HERE, "trials.py"), scenario, impl, method, str(seed), workdir],
                       trial_id, workdir)
+        programs.add(proc.pid)
         try:
             out, err = proc.communicate(timeout=TRIAL_TIMEOUT)
             lines = [x for x in out.splitlines() if x.startswith("{")]
@@ -182,8 +200,9 @@ def run_trial(scenario: str, impl: str, method: str, seed: int) -> dict[str, Any
     _kill_marked(trial_id)
     _kill_marked(trial_id + "-next")
     time.sleep(0.1)
-    result["leftover_files"] = len(_entries() - before)
-    for path in _entries() - before:  # leave the machine as we found it, whatever the implementation left
+    left_files = _entries(tmpdir, impl, programs) - before
+    result["leftover_files"] = len(left_files)
+    for path in left_files:  # leave the machine as we found it, whatever the implementation left
         subprocess.run(["rm", "-rf", path], check=False)
     subprocess.run(["rm", "-rf", workdir], check=False)
     return result

@@ -112,6 +112,13 @@ def get_forever(queue: Any, started: Any) -> None:
     queue.get()
 
 
+def get_until_killed(queue: Any, started: Any) -> None:
+    """Take items for as long as it lives: killed at a random point of a get()."""
+    started.set()
+    while True:
+        queue.get()
+
+
 def put_big_then(queue: Any, started: Any, size: int) -> None:
     """Put an item larger than the pipe (the feeder blocks half-way while nobody reads), then a marker."""
     started.set()

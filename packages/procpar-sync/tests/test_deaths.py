@@ -230,7 +230,8 @@ class TestQueuesLoseOnlyWhatTheDeadHeld:
     def test_nothing_is_lost_or_duplicated_when_consumers_are_killed(self, ctx: Any) -> None:
         q, results, started = ps.Queue(), ps.Queue(), ps.Event()
         consumers = [_start(ctx, t.consume, q, results, 10**6) for _ in range(2)]
-        victim = _start(ctx, t.get_forever, q, started)
+        # The victim never returns by itself (a single get() could take an item and exit before the kill).
+        victim = _start(ctx, t.get_until_killed, q, started)
         assert started.wait(30)
         _until(lambda: q._rlock._semlock.holder() in {c.pid for c in [victim, *consumers]})
         for i in range(200):
