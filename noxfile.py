@@ -127,9 +127,11 @@ def faults(session: nox.Session) -> None:
 
 @nox.session(tags=["tests"])
 def lint(session: nox.Session) -> None:
-    """ruff over the packages, benchmarks, the fault suite and this file."""
+    """ruff over the packages, benchmarks, the fault suite, the tools and this file; no package importing
+    another package's private code (tools/check_private_imports.py)."""
     session.install("ruff>=0.4")
-    session.run("ruff", "check", "packages", "benchmarks", "faults", "noxfile.py")
+    session.run("ruff", "check", "packages", "benchmarks", "faults", "tools", "noxfile.py")
+    session.run("python", "tools/check_private_imports.py")
 
 
 @nox.session(tags=["tests"])

@@ -39,6 +39,8 @@ __all__ = [
     "WELCOME",
     "FAILURE",
     "HANDSHAKE_TIMEOUT",
+    "create_response",
+    "verify_challenge",
 ]
 
 # The stdlib's private spellings, which its tests and some tools use.

@@ -28,11 +28,11 @@ import threading
 import time
 import warnings
 
-from procpar_core import _serializer
+from procpar_core import lowlevel
 from procpar_core.connection import Pipe
 from procpar_core.reduction import loads
 from procpar_core.util import SIGNAL_SLICE, in_main_thread, register_after_fork
-from procpar_sync._wire import has_message, read_messages_stashed, spin_readable, unpack_numbers, write_messages
+from procpar_sync.lowlevel import has_message, read_messages_stashed, spin_readable, unpack_numbers, write_messages
 
 from . import _oob
 from ._errors import (
@@ -155,7 +155,7 @@ def _pickling_culprit(task: Task) -> str:
         parts += [(f"item #{i} of the chunk", a) for i, a in enumerate(task.payload)]
     for label, obj in parts:
         try:
-            _serializer.serialize(obj)
+            lowlevel.serialize(obj)
         except Exception as err:
             return f"{label} ({type(obj).__qualname__}: {obj!r:.80}) cannot be pickled: {type(err).__name__}: {err}"
     return "the task cannot be pickled"

@@ -18,8 +18,8 @@ import os
 import secrets
 import struct
 
-from procpar_core import _serializer, resource_tracker
-from procpar_core._reduction import dumps_bytes, dumps_each
+from procpar_core import lowlevel, resource_tracker
+from procpar_core.lowlevel import dumps_bytes, dumps_each
 from procpar_core.reduction import ForkingPickler, loads
 from procpar_core.util import owned_name_prefix
 
@@ -51,8 +51,8 @@ def _segment_path(name: str) -> str:
 
 def dumps(obj: Any) -> tuple[bytes, str | None]:
     """``obj`` pickled (protocol 5) with its large buffers in a new segment: (message body, segment name)."""
-    if _serializer.get_serializer() != "pickle":
-        return PLAIN + bytes(_serializer.serialize(obj)), None
+    if lowlevel.get_serializer() != "pickle":
+        return PLAIN + bytes(lowlevel.serialize(obj)), None
     big: list[Any] = []
 
     def aside(buffer: Any) -> bool:
@@ -114,11 +114,11 @@ def dumps_each_inband(objs: list[Any]) -> list[bytes | Exception]:
     """Each object pickled with its buffers in band (a plain pickle, not a message body), or the exception it
     raised: ``LargeBuffer`` when one of its buffers is large enough for shared memory (``dumps`` is then the
     way)."""
-    if _serializer.get_serializer() != "pickle":
+    if lowlevel.get_serializer() != "pickle":
         out: list[bytes | Exception] = []
         for obj in objs:
             try:
-                out.append(bytes(_serializer.serialize(obj)))
+                out.append(bytes(lowlevel.serialize(obj)))
             except Exception as exc:
                 out.append(exc)
         return out

@@ -31,9 +31,9 @@ import struct
 import time
 import traceback
 
-from procpar_core import _serializer
+from procpar_core import lowlevel
 from procpar_core.reduction import loads
-from procpar_sync._wire import has_message, pack_numbers, read_message_stashed, spin_readable, write_messages
+from procpar_sync.lowlevel import has_message, pack_numbers, read_message_stashed, spin_readable, write_messages
 
 from . import _oob
 from ._errors import MaybeEncodingError, PicklingFailedError
@@ -68,7 +68,7 @@ def exception_payload(exc: BaseException) -> tuple[BaseException, str]:
     """``(exc, its traceback as text)``, with ``exc`` replaced if it cannot be pickled."""
     tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     try:
-        _serializer.serialize(exc)
+        lowlevel.serialize(exc)
     except Exception as err:
         exc = PicklingFailedError(
             f"the task raised {type(exc).__qualname__}: {exc}; that exception could not be pickled to send it "
@@ -81,7 +81,7 @@ def _describe_result_failure(kind: int, result: Any, err: BaseException) -> Pick
     if kind != APPLY and isinstance(result, list):
         for position, item in enumerate(result):
             try:
-                _serializer.serialize(item)
+                lowlevel.serialize(item)
             except Exception as item_err:
                 culprit, what, err = item, f"result #{position} of the chunk", item_err
                 break

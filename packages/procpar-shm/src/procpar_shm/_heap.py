@@ -23,7 +23,7 @@ import sys
 import threading
 
 from procpar_core.util import Finalize
-from procpar_sync._arena import Arena
+from procpar_sync.lowlevel import Arena
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

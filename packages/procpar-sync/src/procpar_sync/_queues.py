@@ -27,8 +27,8 @@ import time
 import weakref
 from queue import Empty, Full
 
-from procpar_core import _serializer
 from procpar_core import connection as _connection
+from procpar_core import lowlevel
 from procpar_core import reduction as _reduction
 from procpar_core.reduction import assert_spawning
 from procpar_core.util import Finalize, debug, exiting_on_interrupt, info, is_exiting, register_after_fork
@@ -53,7 +53,7 @@ _MAX_BATCH = 256
 
 
 def _serialize(obj: Any) -> bytes:
-    data = _serializer.serialize(obj)
+    data = lowlevel.serialize(obj)
     return data if type(data) is bytes else bytes(data)
 
 

@@ -86,7 +86,7 @@ def install() -> None:
     if futures is not None and "ProcessPoolExecutor" in vars(futures):
         del futures.ProcessPoolExecutor  # cached by concurrent.futures' lazy import: looked up again
     sys.meta_path.insert(0, _finder)
-    from procpar_core import _log, _spawn
+    from procpar_core import lowlevel
 
-    _log.set_logger_name("multiprocessing")
-    _spawn.add_child_startup("procpar._install:install")
+    lowlevel.set_logger_name("multiprocessing")
+    lowlevel.add_child_startup("procpar._install:install")
