@@ -15,10 +15,34 @@ from ._errors import RemoteTraceback as RemoteTraceback
 from ._errors import TaskTimeoutError as TaskTimeoutError
 from ._errors import TimeoutError as TimeoutError
 from ._errors import WorkerLostError as WorkerLostError
-from ._executor import Executor as Executor
-from ._pool import Pool as Pool
-from ._pool import ThreadPool as ThreadPool
-from ._results import AsyncResult as AsyncResult
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from ._executor import Executor as Executor
+    from ._pool import Pool as Pool
+    from ._pool import ThreadPool as ThreadPool
+    from ._results import AsyncResult as AsyncResult
+
+# Loaded on first use: a worker process imports this package to reach its own module, and should not pay for
+# the dispatcher, nor for concurrent.futures and logging (the Executor's), about 10 ms per spawned worker.
+_LAZY = {"Pool": "._pool", "ThreadPool": "._pool", "Executor": "._executor", "AsyncResult": "._results"}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'procpar_pool' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
 
 __all__ = ["Pool", "ThreadPool", "Executor", "AsyncResult", "TimeoutError", "WorkerLostError", "TaskTimeoutError",
            "PicklingFailedError", "MaybeEncodingError", "MemoryLimitError", "PoolClosedError", "RemoteTraceback"]
