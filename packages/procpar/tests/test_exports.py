@@ -176,3 +176,13 @@ def test_context_manager_runs_its_server_with_that_context(method: str) -> None:
         p.join(30)
         assert shared.copy() == {"a": 1, "b": 2}
     assert procpar.managers.SyncManager is importlib.import_module("procpar_managers").SyncManager
+
+
+def test_the_executor_is_reachable_from_procpar() -> None:
+    import procpar_pool
+
+    assert procpar.Executor is procpar_pool.Executor
+    ctx: Any = procpar.get_context("spawn")
+    with ctx.Executor(1) as executor:
+        assert executor._pool._ctx is ctx  # the context's Executor runs its workers with that context
+        assert executor.submit(abs, -3).result(60) == 3

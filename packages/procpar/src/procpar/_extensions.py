@@ -23,13 +23,14 @@ EXTENSIONS: dict[str, tuple[str, str]] = {
     **{name: ("procpar_shm", "procpar-shm") for name in ("Value", "Array", "RawValue", "RawArray")},
     "Manager": ("procpar_managers", "procpar-managers"),
     "Pool": ("procpar_pool", "procpar-pool"),
+    "Executor": ("procpar_pool", "procpar-pool"),
 }
 
 # Factories that take no ``ctx=`` (they create no lock or process).
 NO_CONTEXT_ARGUMENT = frozenset({"RawValue", "RawArray", "AbandonedLockWarning", "set_owner_death_policy",
                                  "get_owner_death_policy"})
 # Factories whose context keyword is not ``ctx`` (the stdlib's Pool takes ``context=``).
-CONTEXT_KEYWORD = {"Pool": "context"}
+CONTEXT_KEYWORD = {"Pool": "context", "Executor": "mp_context"}
 
 
 def missing(name: str, where: str) -> AttributeError:
