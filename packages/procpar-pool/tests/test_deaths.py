@@ -57,7 +57,7 @@ def test_a_worker_over_the_memory_limit_mid_task_is_stopped_and_its_task_fails(c
 
 def test_a_worker_that_grew_past_the_limit_retires_after_its_task(ctx: Any, monkeypatch: Any) -> None:
     # The pool's own looks at busy workers are put off, so that only the worker's look after its task sees it.
-    monkeypatch.setattr("procpar_pool._dispatch._MEMORY_CHECK_SECONDS", 3600.0)
+    monkeypatch.setattr("procpar_pool._fleet.MEMORY_CHECK_SECONDS", 3600.0)
     with Pool(1, context=ctx, max_memory_per_child=300 << 20) as pool:
         first = pool.apply(t.grow_and_keep, (350,))  # over the limit once it returns: it leaves
         assert pool.map(t.square, range(10)) == [x * x for x in range(10)]

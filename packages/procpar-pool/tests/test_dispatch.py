@@ -1,4 +1,4 @@
-"""How the process pool's dispatcher hands out work: batches, shares, encodings, and how its workers start."""
+"""How the process pool's engine hands out work: batches, shares, encodings, and how its workers start."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pool_targets as t
 import pytest
 
 from procpar_pool import PicklingFailedError, Pool
-from procpar_pool._dispatch import _share
+from procpar_pool._scheduling import share as _share
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -79,7 +79,7 @@ def test_lambdas_travel_in_batches_with_cloudpickle(ctx: Any) -> None:
 def test_every_worker_starts_with_the_pool(ctx: Any) -> None:
     # As in the stdlib: Pool() starts its processes (an initializer warms them all up before the first task).
     with Pool(3, context=ctx, initializer=t.remember, initargs=(7,)) as pool:
-        assert len(pool._dispatcher._workers) == 3
+        assert len(pool._engine._fleet.workers) == 3
         assert len({p.pid for p in pool._pool}) == 3
         assert pool.map(t.initialized, range(6), chunksize=1) == [[7]] * 6
 
@@ -91,7 +91,7 @@ def test_a_busy_worker_is_not_sent_more_than_a_socketful(ctx: Any) -> None:
         slow = pool.apply_async(t.sleep_then, ("slow", 0.5))
         items = [bytes([i]) * 20_000 for i in range(40)]
         many = pool.map_async(t.identity, items, chunksize=1)
-        worker = pool._dispatcher._workers[0]
+        worker = pool._engine._fleet.workers[0]
         deadline = time.monotonic() + 10  # the dispatcher thread may be the one handing them out
         while len(worker.inflight) < 4 and time.monotonic() < deadline:
             time.sleep(0.005)

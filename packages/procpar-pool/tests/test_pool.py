@@ -20,6 +20,8 @@ from procpar_pool import (
     TimeoutError,
     WorkerLostError,
 )
+from procpar_pool._handle import WorkerState
+from procpar_pool._scheduling import queue_depth
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -137,9 +139,9 @@ def test_lambdas_go_by_value_with_cloudpickle(pool: Any) -> None:
 
 
 def test_without_cloudpickle_the_error_says_how_to_get_it(pool: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    from procpar_pool import _dispatch
+    from procpar_pool import _encoding
 
-    monkeypatch.setattr(_dispatch, "_cloudpickle_dumps", lambda obj: None)
+    monkeypatch.setattr(_encoding, "_cloudpickle_dumps", lambda obj: None)
     with pytest.raises(PicklingFailedError, match=r"pip install 'procpar-pool\[cloudpickle\]'"):
         pool.apply(lambda: 1)
 
@@ -232,7 +234,7 @@ def test_default_read_ahead_widens_for_short_tasks_but_stays_bounded(pool: Any) 
     time.sleep(0.2)  # give the dispatcher every chance to read further than allowed
     # Short tasks deepen each worker's queue (up to 64) and the window with it, never beyond that bound.
     assert len(pulled) <= 3000 + 16 + 2 * 2 * (64 - 4) + 1
-    depths = [pool._dispatcher._depth(w) for w in pool._dispatcher._workers]
+    depths = [queue_depth(None, w.service) for w in pool._engine._fleet.workers]
     assert max(depths) > 4, depths
 
 
@@ -241,7 +243,7 @@ def test_prefetch_is_fixed_when_given(ctx: Any) -> None:
         Pool(1, prefetch=0, context=ctx)
     with Pool(2, prefetch=1, context=ctx) as p:
         assert list(p.imap(t.square, range(50))) == [x * x for x in range(50)]
-        assert {p._dispatcher._depth(w) for w in p._dispatcher._workers} == {1}
+        assert {queue_depth(p._engine._prefetch, w.service) for w in p._engine._fleet.workers} == {1}
 
 
 def test_close_join_terminate(ctx: Any) -> None:
@@ -299,7 +301,7 @@ def test_close_while_an_apply_waits_on_its_worker(ctx: Any) -> None:
     th.start()
     started.wait(30)
     deadline = time.monotonic() + 30
-    while not any(w.claimed for w in p._dispatcher._workers):  # the call holds its worker
+    while not any(w.state is WorkerState.CLAIMED for w in p._engine._fleet.workers):  # the call holds its worker
         assert time.monotonic() < deadline
         time.sleep(0.001)
     p.close()

@@ -7,6 +7,26 @@ method (``queue.get()``, ``lock.acquire()``) therefore holds only the thread of 
 A client that dies loses nothing (docs/reliability.md): an item a ``get()`` took for a client that is gone by
 the time it returns goes back to the front of its queue, and the locks and semaphores a connection still
 holds when it ends are released.
+
+Threads and fds of a running server (the manager's process, or a thread of a program that serves)::
+
+    main thread: serve_forever()            accepter thread                  one thread per connection
+    ----------------------------            ---------------                  -------------------------
+    poll() on:                              listener.accept() --new conn-->  HMAC handshake (both ways)
+      stop pipe r  <-- stop(): one byte        (the listening socket)        then, in order until EOF:
+      parent's sentinel (the manager's                                         recv request
+        process exits with its parent)                                         _handle_request
+    then: _stopping = True,                                                      [mutex] id_to_obj,
+      close the listener (the accepter's                                         id_to_refcount
+      accept() fails: it returns),                                             [_holdings_lock] who holds
+      on_stop()                                                                  which Lock/Semaphore
+                                                                               send reply
+                                                                             finally: release what the
+    a "shutdown" request: its connection thread replies, then stop()         peer still held
+
+* ``mutex`` guards the object table and the reference counts; ``_holdings_lock`` the acquisitions of locks and
+  semaphores per connection (so a dead client's are given back); a blocking method runs with neither held.
+* The stop pipe and the listener belong to the main thread; each connection's socket to its own thread.
 """
 
 from __future__ import annotations

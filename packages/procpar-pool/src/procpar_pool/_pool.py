@@ -1,4 +1,4 @@
-"""``Pool`` and ``ThreadPool``: the stdlib's API over procpar's dispatchers.
+"""``Pool`` and ``ThreadPool``: the stdlib's API over procpar's engines (``procpar_pool.engine.Engine``).
 
 The documented signatures are kept; what procpar adds is keyword-only: ``task_timeout`` (a per-task time
 limit), ``progress`` (a progress bar for the map family), ``max_ahead`` (how far imap reads its iterable
@@ -10,14 +10,17 @@ from __future__ import annotations
 import os
 import weakref
 
-from ._dispatch import RUN, Dispatcher
+from ._process_engine import ProcessEngine
 from ._progress import make_progress
-from ._results import MAP, STARMAP, ApplyResult, IMapIterator, IMapUnorderedIterator, MapResult
-from ._threads import ThreadDispatcher
+from ._results import ApplyResult, IMapIterator, IMapUnorderedIterator, MapResult
+from ._task import MAP, STARMAP, PoolState
+from ._thread_engine import ThreadEngine
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Callable, Iterable
+
+    from .engine import Engine
 
 __all__ = ["Pool", "ThreadPool"]
 
@@ -63,42 +66,41 @@ class Pool:
         self._processes = processes
         self._task_timeout = _check_time_limit(task_timeout)
         self._max_memory = max_memory_per_child
-        self._dispatcher = self._make_dispatcher(processes, initializer, tuple(initargs), maxtasksperchild, context,
-                                                 prefetch)
+        self._engine = self._make_engine(processes, initializer=initializer, initargs=tuple(initargs),
+                                         maxtasksperchild=maxtasksperchild, context=context, prefetch=prefetch)
         # Collected without close()/terminate(): warn and stop the workers, as the stdlib does.
-        weakref.finalize(self, _collected, self._dispatcher)
+        weakref.finalize(self, _collected, self._engine)
 
-    def _make_dispatcher(self, processes: int, initializer: Any, initargs: tuple[Any, ...],
-                         maxtasksperchild: int | None, context: Any, prefetch: int | None) -> Any:
+    def _make_engine(self, processes: int, *, initializer: Callable[..., object] | None,
+                     initargs: tuple[object, ...], maxtasksperchild: int | None, context: Any,
+                     prefetch: int | None) -> Engine:
         if context is None:
             import procpar_core
 
             context = procpar_core.get_context()
         self._ctx = context
-        return Dispatcher(context, processes, initializer, initargs, maxtasksperchild, prefetch, self._max_memory)
+        return ProcessEngine(context, processes, initializer=initializer, initargs=initargs,
+                             maxtasksperchild=maxtasksperchild, prefetch=prefetch, max_memory=self._max_memory)
 
     @property
     def _pool(self) -> list[Any]:
         """The live workers (the stdlib's attribute)."""
-        processes: list[Any] = self._dispatcher.processes
-        return processes
+        return list(self._engine.workers)
 
     @property
-    def _state(self) -> str:
-        return str(self._dispatcher.state)
+    def _state(self) -> PoolState:
+        return self._engine.state
 
     @_state.setter
-    def _state(self, value: str) -> None:
-        self._dispatcher._state = value
+    def _state(self, value: PoolState) -> None:
+        self._engine.state = value
 
     def _repopulate_pool(self) -> None:
-        """Dead workers are replaced as soon as they exit; this only makes the dispatcher look now."""
-        wake = getattr(self._dispatcher, "_wake", None)
-        if wake is not None:
-            wake()
+        """Dead workers are replaced as soon as they exit; this only makes the engine look now."""
+        self._engine.wake()
 
     def _check_running(self) -> None:
-        if self._dispatcher.state != RUN:
+        if self._engine.state is not PoolState.RUN:
             raise ValueError("Pool not running")
 
     def _time_limit(self, task_timeout: float | None) -> float | None:
@@ -110,13 +112,11 @@ class Pool:
               task_timeout: float | None = None) -> Any:
         """Call ``func(*args, **kwds)`` in a worker and return its result."""
         limit = self._time_limit(task_timeout)
-        call_direct = getattr(self._dispatcher, "call_direct", None)
-        if limit is None and call_direct is not None:
+        if limit is None:
             self._check_running()
-            result = ApplyResult(self._dispatcher, func, args, kwds or {})
-            if call_direct(result):
-                return result.get()
-            self._dispatcher.submit(result)
+            result = ApplyResult(self._engine, func, args, kwds or {})
+            if not self._engine.call_direct(result):
+                self._engine.submit(result)
             return result.get()
         return self.apply_async(func, args, kwds, task_timeout=task_timeout).get()
 
@@ -126,9 +126,9 @@ class Pool:
                     task_timeout: float | None = None) -> ApplyResult:
         """Start ``func(*args, **kwds)`` in a worker; returns an ``AsyncResult``."""
         self._check_running()
-        result = ApplyResult(self._dispatcher, func, args, kwds or {}, callback, error_callback,
+        result = ApplyResult(self._engine, func, args, kwds or {}, callback, error_callback,
                              self._time_limit(task_timeout))
-        self._dispatcher.submit(result)
+        self._engine.submit(result)
         return result
 
     def map(self, func: Callable[[Any], Any], iterable: Iterable[Any], chunksize: int | None = None, *,
@@ -166,7 +166,7 @@ class Pool:
         if chunksize is None:
             # Eight chunks per worker (the stdlib cuts four): a worker holds at most four at a time, so the
             # last ones go to whichever finishes first, and a worker slowed down (sharing its CPU with the
-            # dispatcher, say) leaves less for the end. Pool(2).map of 200k short calls: ~10% faster here.
+            # engine thread, say) leaves less for the end. Pool(2).map of 200k short calls: ~10% faster here.
             chunksize, extra = divmod(len(items), self._processes * _CHUNKS_PER_WORKER)
             if extra:
                 chunksize += 1
@@ -174,10 +174,10 @@ class Pool:
             raise ValueError(f"chunksize must be a positive int, not {chunksize!r}")
         chunks = [items[i : i + chunksize] for i in range(0, len(items), chunksize)] if items else []
         bar = make_progress(progress, len(items)) if items else None
-        result = MapResult(self._dispatcher, func, chunks, kind, callback, error_callback,
-                           self._time_limit(task_timeout), bar)
+        result = MapResult(self._engine, func, chunks, kind, callback=callback, error_callback=error_callback,
+                           time_limit=self._time_limit(task_timeout), progress=bar)
         if chunks:
-            self._dispatcher.submit(result)
+            self._engine.submit(result)
         return result
 
     def imap(self, func: Callable[[Any], Any], iterable: Iterable[Any], chunksize: int = 1,
@@ -207,22 +207,22 @@ class Pool:
             raise ValueError(f"max_ahead must be a positive int, not {max_ahead!r}")
         total = len(iterable) if hasattr(iterable, "__len__") else None  # type: ignore[arg-type]
         bar = make_progress(progress, total)
-        result = cls(self._dispatcher, func, iterable, chunksize, MAP, max_ahead, self._time_limit(task_timeout), bar,
-                     adaptive)
-        self._dispatcher.submit(result)
+        result = cls(self._engine, func, iterable, chunksize=chunksize, kind=MAP, max_ahead=max_ahead,
+                     time_limit=self._time_limit(task_timeout), progress=bar, adaptive=adaptive)
+        self._engine.submit(result)
         return result
 
     def close(self) -> None:
         """No more tasks; the workers exit once the submitted ones are done."""
-        self._dispatcher.close()
+        self._engine.close()
 
     def terminate(self) -> None:
         """Stop the workers now; unfinished tasks fail with ``PoolClosedError``."""
-        self._dispatcher.terminate()
+        self._engine.terminate()
 
     def join(self, timeout: float | None = None) -> None:
         """Wait for the workers to exit (after ``close()`` or ``terminate()``)."""
-        self._dispatcher.join(timeout)
+        self._engine.join(timeout)
 
     def __enter__(self) -> Pool:
         self._check_running()
@@ -250,10 +250,10 @@ def _ahead(buffersize: int | None, max_ahead: int | None) -> int | None:
     return buffersize
 
 
-def _collected(dispatcher: Any) -> None:
-    if dispatcher.state == RUN:
-        dispatcher.warn_unclosed()
-        dispatcher.terminate()
+def _collected(engine: Engine) -> None:
+    if engine.state is PoolState.RUN:
+        engine.warn_unclosed()
+        engine.terminate()
 
 
 class ThreadPool(Pool):
@@ -264,6 +264,7 @@ class ThreadPool(Pool):
                  initargs: Iterable[Any] = ()) -> None:
         super().__init__(processes, initializer, initargs)
 
-    def _make_dispatcher(self, processes: int, initializer: Any, initargs: tuple[Any, ...],
-                         maxtasksperchild: int | None, context: Any, prefetch: int | None) -> Any:
-        return ThreadDispatcher(processes, initializer, initargs)
+    def _make_engine(self, processes: int, *, initializer: Callable[..., object] | None,
+                     initargs: tuple[object, ...], maxtasksperchild: int | None, context: Any,
+                     prefetch: int | None) -> Engine:
+        return ThreadEngine(processes, initializer=initializer, initargs=initargs)

@@ -1,12 +1,13 @@
 """Jobs: what a pool call returns, and the tasks it is cut into.
 
-A job hands the pool its tasks one at a time (``next_task``) and receives each task's outcome (``_set``). A
+A job is a ``procpar_pool.engine.TaskSource``: it hands the engine its tasks (``next_tasks``) and receives each
+task's outcome (``set_outcome``). A
 task is one call (``apply``) or one chunk of a map. ``ApplyResult`` and ``MapResult`` know their tasks up
 front; ``IMapIterator`` pulls chunks from the caller's iterable only while fewer than ``max_ahead`` chunks
 are waiting for the consumer, so an endless iterable is never swallowed.
 
-Callbacks run in the pool's dispatching thread, as in the stdlib; an exception in one is printed and does
-not stop the pool.
+Callbacks run in the engine's thread (the stdlib's result handler), as in the stdlib; an exception in one is
+printed and does not stop the pool.
 """
 
 from __future__ import annotations
@@ -19,34 +20,16 @@ import traceback
 from procpar_core.util import wait_in_slices
 
 from ._errors import TimeoutError
+from ._task import APPLY, MAP, STARMAP, Task
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Callable, Iterator, Sequence
 
+    from .engine import Engine
+
 __all__ = ["Task", "Job", "ApplyResult", "AsyncResult", "MapResult", "IMapIterator", "IMapUnorderedIterator",
            "APPLY", "MAP", "STARMAP"]
-
-APPLY, MAP, STARMAP = 0, 1, 2
-_ids = itertools.count()
-
-
-class Task:
-    """One unit of work for one worker."""
-
-    __slots__ = ("data", "func", "id", "index", "job", "kind", "payload", "segment", "time_limit")
-
-    def __init__(self, job: Job, index: int, kind: int, func: Any, payload: Any) -> None:
-        self.id = next(_ids)
-        self.job = job
-        self.index = index
-        self.kind = kind
-        self.func = func
-        self.payload = payload
-        self.time_limit: float | None = job._time_limit
-        self.data: bytes | None = None  # the pickled task, once made
-        self.segment: str | None = None  # the shared memory holding its large buffers, if any
-
 
 def _run_callback(callback: Callable[[Any], Any] | None, value: Any) -> None:
     if callback is None:
@@ -62,9 +45,9 @@ class Job:
 
     _time_limit: float | None = None
 
-    def __init__(self, pool: Any, callback: Callable[[Any], Any] | None = None,
+    def __init__(self, engine: Engine, callback: Callable[[Any], Any] | None = None,
                  error_callback: Callable[[BaseException], Any] | None = None, progress: Any = None) -> None:
-        self._pool = pool
+        self._engine = engine
         self._callback = callback
         self._error_callback = error_callback
         self._event = threading.Event()
@@ -72,7 +55,7 @@ class Job:
 
     def next_tasks(self, limit: int) -> list[Task]:
         """Up to ``limit`` tasks to run now; none when exhausted or waiting on the consumer. One producer only:
-        the pool's dispatcher (or a thread holding its mutex)."""
+        the pool's engine (or a thread holding its mutex)."""
         raise NotImplementedError
 
     def next_task(self) -> Task | None:
@@ -83,15 +66,15 @@ class Job:
     def exhausted(self) -> bool:
         raise NotImplementedError
 
-    def _set(self, index: int, ok: bool, value: Any) -> None:
+    def set_outcome(self, index: int, ok: bool, value: Any) -> None:
         raise NotImplementedError
 
-    def _set_many(self, outcomes: list[tuple[int, bool, Any]]) -> None:
+    def set_outcomes(self, outcomes: list[tuple[int, bool, Any]]) -> None:
         """Several tasks' outcomes at once (a worker's replies read in one go)."""
         for index, ok, value in outcomes:
-            self._set(index, ok, value)
+            self.set_outcome(index, ok, value)
 
-    def _fail_all(self, exc: BaseException) -> None:
+    def fail_all(self, exc: BaseException) -> None:
         """Fail every task not finished yet (the pool was terminated)."""
         raise NotImplementedError
 
@@ -107,18 +90,18 @@ class Job:
             return bool(wait_in_slices(self._event.wait, timeout))
         except KeyboardInterrupt:
             # Ctrl-C while waiting for workers: stop them all rather than leave them running.
-            self._pool._interrupted()
+            self._engine.interrupted()
             raise
 
 
 class ApplyResult(Job):
     """The result of ``apply_async``: ``get``, ``wait``, ``ready``, ``successful``."""
 
-    def __init__(self, pool: Any, func: Any, args: Any, kwds: Any, callback: Any = None, error_callback: Any = None,
-                 time_limit: float | None = None) -> None:
-        super().__init__(pool, callback, error_callback)
+    def __init__(self, engine: Engine, func: Any, args: Any, kwds: Any, callback: Any = None,
+                 error_callback: Any = None, time_limit: float | None = None) -> None:
+        super().__init__(engine, callback, error_callback)
         self._time_limit = time_limit
-        self._task: Task | None = Task(self, 0, APPLY, func, (tuple(args), dict(kwds)))
+        self._task: Task | None = Task(self, 0, APPLY, func, (tuple(args), dict(kwds)), time_limit)
         self._success = False
         self._value: Any = None
 
@@ -142,16 +125,16 @@ class ApplyResult(Job):
             return self._value
         raise self._value
 
-    def _set(self, index: int, ok: bool, value: Any) -> None:
+    def set_outcome(self, index: int, ok: bool, value: Any) -> None:
         if self._event.is_set():
             return
         self._success, self._value = ok, value
         _run_callback(self._callback if ok else self._error_callback, value)
         self._event.set()
 
-    def _fail_all(self, exc: BaseException) -> None:
+    def fail_all(self, exc: BaseException) -> None:
         self._task = None
-        self._set(0, False, exc)
+        self.set_outcome(0, False, exc)
 
 
 AsyncResult = ApplyResult
@@ -160,14 +143,14 @@ AsyncResult = ApplyResult
 class MapResult(ApplyResult):
     """The result of ``map_async``/``starmap_async``: the list of results, in order."""
 
-    def __init__(self, pool: Any, func: Any, chunks: list[Sequence[Any]], kind: int, callback: Any = None,
+    def __init__(self, engine: Engine, func: Any, chunks: list[Sequence[Any]], kind: int, *, callback: Any = None,
                  error_callback: Any = None, time_limit: float | None = None, progress: Any = None) -> None:
-        Job.__init__(self, pool, callback, error_callback, progress)
+        Job.__init__(self, engine, callback, error_callback, progress)
         self._time_limit = time_limit
         self._success = True
         self._value = None
         self._task = None
-        self._pending = collections.deque(Task(self, i, kind, func, chunk)
+        self._pending = collections.deque(Task(self, i, kind, func, chunk, time_limit)
                                           for i, chunk in enumerate(chunks))
         # Each chunk's results go to their place in the final list as they arrive: joining the chunks at the
         # end would add a pass over every item after the last worker is done.
@@ -190,7 +173,7 @@ class MapResult(ApplyResult):
     def exhausted(self) -> bool:
         return not self._pending
 
-    def _set(self, index: int, ok: bool, value: Any) -> None:
+    def set_outcome(self, index: int, ok: bool, value: Any) -> None:
         if self._event.is_set():
             return
         if self._progress is not None:
@@ -217,9 +200,9 @@ class MapResult(ApplyResult):
         if self._progress is not None:
             self._progress.close()
 
-    def _fail_all(self, exc: BaseException) -> None:
+    def fail_all(self, exc: BaseException) -> None:
         self._pending.clear()
-        self._set(-1, False, exc)
+        self.set_outcome(-1, False, exc)
 
 
 class IMapIterator(Job):
@@ -227,16 +210,16 @@ class IMapIterator(Job):
 
     _ordered = True
 
-    def __init__(self, pool: Any, func: Any, iterable: Any, chunksize: int, kind: int, max_ahead: int,
+    def __init__(self, engine: Engine, func: Any, iterable: Any, *, chunksize: int, kind: int, max_ahead: int,
                  time_limit: float | None = None, progress: Any = None, adaptive: bool = False) -> None:
-        super().__init__(pool, progress=progress)
+        super().__init__(engine, progress=progress)
         self._time_limit = time_limit
         self._func = func
         self._kind = kind
         self._source: Iterator[Any] | None = iter(iterable)
         self._chunksize = chunksize
         self._max_ahead = max_ahead
-        # Default window: it widens while the workers' queues are deep (short tasks), see Dispatcher._depth.
+        # Default window: it widens while the workers' queues are deep (short tasks), see _scheduling.window_bonus.
         self._adaptive = adaptive
         self._cond = threading.Condition(threading.Lock())
         self._taken = 0  # chunks pulled from the iterable
@@ -248,7 +231,7 @@ class IMapIterator(Job):
         self._length: int | None = None  # number of chunks, once the iterable ended
 
     def _window(self) -> int:
-        return self._max_ahead + (self._pool.window_bonus if self._adaptive else 0)
+        return self._max_ahead + (self._engine.window_bonus if self._adaptive else 0)
 
     def next_tasks(self, limit: int) -> list[Task]:
         with self._cond:
@@ -258,7 +241,7 @@ class IMapIterator(Job):
             source = self._source
         if room <= 0:
             return []
-        # Only the dispatcher pulls from the iterable, so it is read outside the lock.
+        # Only one thread at a time asks a job for tasks, so it is read outside the lock.
         chunks: list[list[Any]] = []
         ended, failure = False, None
         size = self._chunksize
@@ -288,17 +271,18 @@ class IMapIterator(Job):
                 self._length = self._taken
                 self._cond.notify_all()
         if failure is not None:
-            self._set(failed_index, False, failure)
+            self.set_outcome(failed_index, False, failure)
         kind, func = self._kind, self._func
-        return [Task(self, first + i, kind, func, chunk) for i, chunk in enumerate(chunks)]
+        time_limit = self._time_limit
+        return [Task(self, first + i, kind, func, chunk, time_limit) for i, chunk in enumerate(chunks)]
 
     def exhausted(self) -> bool:
         return self._source is None
 
-    def _set(self, index: int, ok: bool, value: Any) -> None:
-        self._set_many([(index, ok, value)])
+    def set_outcome(self, index: int, ok: bool, value: Any) -> None:
+        self.set_outcomes([(index, ok, value)])
 
-    def _set_many(self, outcomes: list[tuple[int, bool, Any]]) -> None:
+    def set_outcomes(self, outcomes: list[tuple[int, bool, Any]]) -> None:
         if self._progress is not None:
             self._progress.update(sum(len(value) if ok else 1 for _, ok, value in outcomes))
         with self._cond:
@@ -309,13 +293,13 @@ class IMapIterator(Job):
                     order.append(index)
             self._cond.notify_all()
 
-    def _fail_all(self, exc: BaseException) -> None:
+    def fail_all(self, exc: BaseException) -> None:
         with self._cond:
             self._source = None
             missing = [i for i in range(self._taken) if i not in self._done and i >= self._next_index]
             self._length = self._taken
         for index in missing:
-            self._set(index, False, exc)
+            self.set_outcome(index, False, exc)
 
     def __iter__(self) -> IMapIterator:
         return self
@@ -332,7 +316,7 @@ class IMapIterator(Job):
                     raise StopIteration
                 outcome = self._take_chunk()
                 if outcome is not None:
-                    # The dispatcher stops pulling chunks while max_ahead of them wait for the consumer: it needs
+                    # The engine stops pulling chunks while max_ahead of them wait for the consumer: it needs
                     # waking only when this one reopens the window (a wake per item would cost a thread hop).
                     return outcome, self._source is not None and self._taken - self._handed + 1 >= self._window()
                 if not wait_in_slices(self._cond.wait, timeout):
@@ -359,10 +343,10 @@ class IMapIterator(Job):
             outcome, reopened = self._next_chunk(timeout)
         except KeyboardInterrupt:
             # Stopping the pool fails the chunks still out, which takes this iterator's lock: not held here.
-            self._pool._interrupted()
+            self._engine.interrupted()
             raise
         if reopened:
-            self._pool._consumer_progress(self)
+            self._engine.consumer_progress(self)
         ok, value = outcome
         if not ok:
             raise value

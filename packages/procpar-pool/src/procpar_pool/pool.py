@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from ._dispatch import CLOSE as CLOSE
-from ._dispatch import RUN as RUN
-from ._dispatch import TERMINATE as TERMINATE
 from ._errors import MaybeEncodingError as MaybeEncodingError
 from ._errors import MemoryLimitError as MemoryLimitError
 from ._errors import PicklingFailedError as PicklingFailedError
@@ -20,7 +17,10 @@ from ._results import AsyncResult as AsyncResult
 from ._results import IMapIterator as IMapIterator
 from ._results import IMapUnorderedIterator as IMapUnorderedIterator
 from ._results import MapResult as MapResult
+from ._task import PoolState as PoolState
+
+RUN, CLOSE, TERMINATE = PoolState.RUN, PoolState.CLOSE, PoolState.TERMINATE
 
 __all__ = ["Pool", "ThreadPool", "AsyncResult", "ApplyResult", "MapResult", "IMapIterator", "IMapUnorderedIterator",
            "RemoteTraceback", "MaybeEncodingError", "WorkerLostError", "MemoryLimitError", "TaskTimeoutError",
-           "PicklingFailedError", "PoolClosedError", "TimeoutError", "RUN", "CLOSE", "TERMINATE"]
+           "PicklingFailedError", "PoolClosedError", "TimeoutError", "RUN", "CLOSE", "TERMINATE", "PoolState"]
