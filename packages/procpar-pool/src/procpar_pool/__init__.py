@@ -18,8 +18,6 @@ from ._errors import WorkerLostError as WorkerLostError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any
-
     from ._executor import Executor as Executor
     from ._pool import Pool as Pool
     from ._pool import ThreadPool as ThreadPool
@@ -30,7 +28,7 @@ if TYPE_CHECKING:
 _LAZY = {"Pool": "._pool", "ThreadPool": "._pool", "Executor": "._executor", "AsyncResult": "._results"}
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'procpar_pool' has no attribute {name!r}")

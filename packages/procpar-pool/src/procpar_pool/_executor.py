@@ -13,15 +13,29 @@ import itertools
 import threading
 from concurrent import futures
 
+from procpar_core.process import BaseProcess
+
 from ._pool import Pool
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Callable, Iterable, Iterator
+    from collections.abc import Callable, Iterable, Iterator
+    from typing import ParamSpec, TypeVar, cast
+
+    from procpar_core.context import BaseContext
+
+    from ._typing import Function, Returning
+
+    P = ParamSpec("P")
+    T = TypeVar("T")
+else:
+    from ._generic import cast
 
 __all__ = ["Executor"]
 
-_WorkItem = tuple["futures.Future[Any]", "Callable[..., Any]", "tuple[Any, ...]", "dict[str, Any]"]
+# A submitted call: its future (whatever its result type: the executor never looks at results), the function
+# and its arguments.
+_WorkItem = tuple["futures.Future[object]", "Function", "tuple[object, ...]", "dict[str, object]"]
 
 
 class Executor(futures.Executor):
@@ -31,8 +45,8 @@ class Executor(futures.Executor):
     status) and is replaced; the executor keeps working, where ``ProcessPoolExecutor`` breaks for good.
     """
 
-    def __init__(self, max_workers: int | None = None, mp_context: Any = None,
-                 initializer: Callable[..., Any] | None = None, initargs: tuple[Any, ...] = (), *,
+    def __init__(self, max_workers: int | None = None, mp_context: BaseContext | None = None,
+                 initializer: Function | None = None, initargs: tuple[object, ...] = (), *,
                  max_tasks_per_child: int | None = None, task_timeout: float | None = None) -> None:
         if max_workers is not None and max_workers <= 0:
             raise ValueError("max_workers must be greater than 0")
@@ -46,12 +60,12 @@ class Executor(futures.Executor):
         self._shutdown = False
         self._pool_closed = False
 
-    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> futures.Future[Any]:
-        future: futures.Future[Any] = futures.Future()
+    def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> futures.Future[T]:
+        future: futures.Future[T] = futures.Future()
         with self._lock:
             if self._shutdown:
                 raise RuntimeError("cannot schedule new futures after shutdown")
-            self._pending.append((future, fn, args, kwargs))
+            self._pending.append((cast("futures.Future[object]", future), fn, args, kwargs))
             batch = self._take_locked()
         self._hand_over(batch)
         return future
@@ -78,17 +92,18 @@ class Executor(futures.Executor):
                 self._finish(future, exc, False)
         self._maybe_close_pool()
 
-    def _succeeded(self, future: futures.Future[Any]) -> Callable[[Any], None]:
+    def _succeeded(self, future: futures.Future[object]) -> Callable[[object], None]:
         return lambda value: self._finish(future, value, True)
 
-    def _failed(self, future: futures.Future[Any]) -> Callable[[BaseException], None]:
+    def _failed(self, future: futures.Future[object]) -> Callable[[BaseException], None]:
         return lambda exc: self._finish(future, exc, False)
 
-    def _finish(self, future: futures.Future[Any], value: Any, ok: bool) -> None:
+    def _finish(self, future: futures.Future[object], value: object, ok: bool) -> None:
         if not future.done():
             if ok:
                 future.set_result(value)
             else:
+                assert isinstance(value, BaseException)
                 future.set_exception(value)
         with self._lock:
             self._running -= 1
@@ -104,8 +119,8 @@ class Executor(futures.Executor):
             self._pool_closed = True
         self._pool.close()
 
-    def map(self, fn: Callable[..., Any], *iterables: Iterable[Any], timeout: float | None = None,
-            chunksize: int = 1, buffersize: int | None = None) -> Iterator[Any]:
+    def map(self, fn: Returning[T], *iterables: Iterable[object], timeout: float | None = None,
+            chunksize: int = 1, buffersize: int | None = None) -> Iterator[T]:
         """``Executor.map``; ``buffersize`` (3.14's) bounds how many calls are submitted ahead of the
         results consumed, and the iterables are then read lazily."""
         if chunksize < 1:
@@ -119,19 +134,19 @@ class Executor(futures.Executor):
             return super().map(fn, *iterables, timeout=timeout)
         return self._chunked_map(fn, zip(*iterables, strict=False), timeout, chunksize, buffersize)
 
-    def _chunked_map(self, fn: Callable[..., Any], args: Iterator[tuple[Any, ...]], timeout: float | None,
-                     chunksize: int, buffersize: int | None) -> Iterator[Any]:
+    def _chunked_map(self, fn: Returning[T], args: Iterator[tuple[object, ...]], timeout: float | None,
+                     chunksize: int, buffersize: int | None) -> Iterator[T]:
         import time
 
         deadline = None if timeout is None else time.monotonic() + timeout
         chunks = iter(lambda: list(itertools.islice(args, chunksize)), [])
-        window: collections.deque[futures.Future[Any]] = collections.deque()
+        window: collections.deque[futures.Future[list[T]]] = collections.deque()
         if buffersize is None:
             window.extend(self.submit(_run_chunk, fn, chunk) for chunk in chunks)
         else:
             window.extend(self.submit(_run_chunk, fn, chunk) for chunk in itertools.islice(chunks, buffersize))
 
-        def results() -> Iterator[Any]:
+        def results() -> Iterator[T]:
             try:
                 while window:
                     if buffersize is not None:
@@ -177,11 +192,11 @@ class Executor(futures.Executor):
         self.shutdown(wait=False, cancel_futures=True)
         if kill:
             for process in self._pool._pool:
-                if process.exitcode is None:
+                if isinstance(process, BaseProcess) and process.exitcode is None:
                     process.kill()
         self._pool.terminate()
         self._pool.join()
 
 
-def _run_chunk(fn: Callable[..., Any], chunk: list[tuple[Any, ...]]) -> list[Any]:
+def _run_chunk(fn: Returning[T], chunk: list[tuple[object, ...]]) -> list[T]:
     return [fn(*args) for args in chunk]

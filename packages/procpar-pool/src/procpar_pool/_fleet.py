@@ -22,13 +22,13 @@ from ._worker import resident_bytes, worker_main
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable
 
     from procpar_core.connection import Connection
     from procpar_core.context import BaseContext
     from procpar_core.process import BaseProcess
 
     from ._task import Task
+    from ._typing import Function
 
 __all__ = ["WorkerFleet", "MEMORY_CHECK_SECONDS"]
 
@@ -39,7 +39,7 @@ MEMORY_CHECK_SECONDS = 0.05
 class WorkerFleet:
     """A pool's live workers (``workers``, in start order) and how to start and stop them."""
 
-    def __init__(self, ctx: BaseContext, *, initializer: Callable[..., object] | None,
+    def __init__(self, ctx: BaseContext, *, initializer: Function | None,
                  initargs: tuple[object, ...], maxtasksperchild: int | None, max_memory: int | None) -> None:
         self._ctx = ctx
         self._initializer = initializer

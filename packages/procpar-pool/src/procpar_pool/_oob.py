@@ -25,7 +25,7 @@ from procpar_core.util import owned_name_prefix
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any
+    from pickle import PickleBuffer
 
 __all__ = ["THRESHOLD", "PLAIN", "NUMBERS", "LargeBuffer", "dumps", "dumps_inband", "dumps_each_inband",
            "loads_message", "discard", "ensure_tracker"]
@@ -49,13 +49,13 @@ def _segment_path(name: str) -> str:
     return os.path.join(_SHM_DIR, name.lstrip("/"))
 
 
-def dumps(obj: Any) -> tuple[bytes, str | None]:
+def dumps(obj: object) -> tuple[bytes, str | None]:
     """``obj`` pickled (protocol 5) with its large buffers in a new segment: (message body, segment name)."""
     if lowlevel.get_serializer() != "pickle":
         return PLAIN + bytes(lowlevel.serialize(obj)), None
-    big: list[Any] = []
+    big: list[PickleBuffer] = []
 
-    def aside(buffer: Any) -> bool:
+    def aside(buffer: PickleBuffer) -> bool:
         if buffer.raw().nbytes >= THRESHOLD:
             big.append(buffer)
             return False  # out of band
@@ -104,13 +104,13 @@ class LargeBuffer(Exception):
     """``dumps_inband`` met a buffer that should travel in shared memory."""
 
 
-def _refuse_large(buffer: Any) -> bool:
+def _refuse_large(buffer: PickleBuffer) -> bool:
     if buffer.raw().nbytes >= THRESHOLD:
         raise LargeBuffer
     return True  # in band
 
 
-def dumps_each_inband(objs: list[Any]) -> list[bytes | Exception]:
+def dumps_each_inband(objs: list[object]) -> list[bytes | Exception]:
     """Each object pickled with its buffers in band (a plain pickle, not a message body), or the exception it
     raised: ``LargeBuffer`` when one of its buffers is large enough for shared memory (``dumps`` is then the
     way)."""
@@ -125,7 +125,7 @@ def dumps_each_inband(objs: list[Any]) -> list[bytes | Exception]:
     return dumps_each(objs, _refuse_large)
 
 
-def dumps_inband(obj: Any) -> bytes:
+def dumps_inband(obj: object) -> bytes:
     """``dumps_each_inband`` of one object, raising its error."""
     (pickled,) = dumps_each_inband([obj])
     if isinstance(pickled, Exception):
@@ -133,7 +133,7 @@ def dumps_inband(obj: Any) -> bytes:
     return pickled
 
 
-def loads_message(body: memoryview) -> Any:
+def loads_message(body: memoryview) -> object:
     """The object of a body made by ``dumps``; takes ownership of its segment (maps it, then unlinks it)."""
     if body[:1] == PLAIN:
         return loads(body[1:])

@@ -18,9 +18,17 @@ from ._thread_engine import ThreadEngine
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Callable, Iterable
+    from collections.abc import Callable, Iterable, Sequence
+    from typing import NoReturn, TypeVar
 
+    from procpar_core.context import BaseContext
+
+    from ._progress import ProgressBar
+    from ._typing import Function, Returning
     from .engine import Engine
+
+    T = TypeVar("T")
+    R = TypeVar("R")
 
 __all__ = ["Pool", "ThreadPool"]
 
@@ -44,8 +52,9 @@ class Pool:
     ``with`` block terminates the pool, as in the stdlib.
     """
 
-    def __init__(self, processes: int | None = None, initializer: Callable[..., Any] | None = None,
-                 initargs: Iterable[Any] = (), maxtasksperchild: int | None = None, context: Any = None, *,
+    def __init__(self, processes: int | None = None, initializer: Function | None = None,
+                 initargs: Iterable[object] = (), maxtasksperchild: int | None = None,
+                 context: BaseContext | None = None, *,
                  task_timeout: float | None = None, prefetch: int | None = None,
                  max_memory_per_child: int | None = None) -> None:
         if processes is None:
@@ -71,8 +80,8 @@ class Pool:
         # Collected without close()/terminate(): warn and stop the workers, as the stdlib does.
         weakref.finalize(self, _collected, self._engine)
 
-    def _make_engine(self, processes: int, *, initializer: Callable[..., object] | None,
-                     initargs: tuple[object, ...], maxtasksperchild: int | None, context: Any,
+    def _make_engine(self, processes: int, *, initializer: Function | None,
+                     initargs: tuple[object, ...], maxtasksperchild: int | None, context: BaseContext | None,
                      prefetch: int | None) -> Engine:
         if context is None:
             import procpar_core
@@ -83,8 +92,8 @@ class Pool:
                              maxtasksperchild=maxtasksperchild, prefetch=prefetch, max_memory=self._max_memory)
 
     @property
-    def _pool(self) -> list[Any]:
-        """The live workers (the stdlib's attribute)."""
+    def _pool(self) -> list[object]:
+        """The live workers (the stdlib's attribute; threads for a ThreadPool)."""
         return list(self._engine.workers)
 
     @property
@@ -108,61 +117,63 @@ class Pool:
 
     # -- the documented API ----------------------------------------------------------------------------------
 
-    def apply(self, func: Callable[..., Any], args: Iterable[Any] = (), kwds: dict[str, Any] | None = None, *,
-              task_timeout: float | None = None) -> Any:
+    def apply(self, func: Returning[R], args: Iterable[object] = (), kwds: dict[str, object] | None = None, *,
+              task_timeout: float | None = None) -> R:
         """Call ``func(*args, **kwds)`` in a worker and return its result."""
         limit = self._time_limit(task_timeout)
         if limit is None:
             self._check_running()
-            result = ApplyResult(self._engine, func, args, kwds or {})
+            result: ApplyResult[R] = ApplyResult(self._engine, func, args, kwds)
             if not self._engine.call_direct(result):
                 self._engine.submit(result)
             return result.get()
         return self.apply_async(func, args, kwds, task_timeout=task_timeout).get()
 
-    def apply_async(self, func: Callable[..., Any], args: Iterable[Any] = (), kwds: dict[str, Any] | None = None,
-                    callback: Callable[[Any], Any] | None = None,
-                    error_callback: Callable[[BaseException], Any] | None = None, *,
-                    task_timeout: float | None = None) -> ApplyResult:
+    def apply_async(self, func: Returning[R], args: Iterable[object] = (), kwds: dict[str, object] | None = None,
+                    callback: Callable[[R], object] | None = None,
+                    error_callback: Callable[[BaseException], object] | None = None, *,
+                    task_timeout: float | None = None) -> ApplyResult[R]:
         """Start ``func(*args, **kwds)`` in a worker; returns an ``AsyncResult``."""
         self._check_running()
-        result = ApplyResult(self._engine, func, args, kwds or {}, callback, error_callback,
-                             self._time_limit(task_timeout))
+        result = ApplyResult(self._engine, func, args, kwds, callback, error_callback, self._time_limit(task_timeout))
         self._engine.submit(result)
         return result
 
-    def map(self, func: Callable[[Any], Any], iterable: Iterable[Any], chunksize: int | None = None, *,
-            progress: Any = False, task_timeout: float | None = None) -> list[Any]:
+    def map(self, func: Callable[[T], R], iterable: Iterable[T], chunksize: int | None = None, *,
+            progress: bool | ProgressBar = False, task_timeout: float | None = None) -> list[R]:
         """``list(map(func, iterable))``, computed in chunks by the workers."""
-        results: list[Any] = self._map_async(func, iterable, MAP, chunksize, None, None, progress, task_timeout).get()
-        return results
+        return self._map_async(func, iterable, MAP, chunksize=chunksize, progress=progress,
+                               task_timeout=task_timeout).get()
 
-    def map_async(self, func: Callable[[Any], Any], iterable: Iterable[Any], chunksize: int | None = None,
-                  callback: Callable[[Any], Any] | None = None,
-                  error_callback: Callable[[BaseException], Any] | None = None, *, progress: Any = False,
-                  task_timeout: float | None = None) -> MapResult:
+    def map_async(self, func: Callable[[T], R], iterable: Iterable[T], chunksize: int | None = None,
+                  callback: Callable[[list[R]], object] | None = None,
+                  error_callback: Callable[[BaseException], object] | None = None, *,
+                  progress: bool | ProgressBar = False, task_timeout: float | None = None) -> MapResult[R]:
         """``map`` returning an ``AsyncResult`` of the list."""
-        return self._map_async(func, iterable, MAP, chunksize, callback, error_callback, progress, task_timeout)
+        return self._map_async(func, iterable, MAP, chunksize=chunksize, callback=callback,
+                               error_callback=error_callback, progress=progress, task_timeout=task_timeout)
 
-    def starmap(self, func: Callable[..., Any], iterable: Iterable[Iterable[Any]], chunksize: int | None = None, *,
-                progress: Any = False, task_timeout: float | None = None) -> list[Any]:
+    def starmap(self, func: Returning[R], iterable: Iterable[Iterable[object]], chunksize: int | None = None,
+                *, progress: bool | ProgressBar = False, task_timeout: float | None = None) -> list[R]:
         """``[func(*args) for args in iterable]``, computed in chunks by the workers."""
-        results: list[Any] = self._map_async(func, iterable, STARMAP, chunksize, None, None, progress,
-                                             task_timeout).get()
-        return results
+        return self._map_async(func, iterable, STARMAP, chunksize=chunksize, progress=progress,
+                               task_timeout=task_timeout).get()
 
-    def starmap_async(self, func: Callable[..., Any], iterable: Iterable[Iterable[Any]],
-                      chunksize: int | None = None, callback: Callable[[Any], Any] | None = None,
-                      error_callback: Callable[[BaseException], Any] | None = None, *, progress: Any = False,
-                      task_timeout: float | None = None) -> MapResult:
+    def starmap_async(self, func: Returning[R], iterable: Iterable[Iterable[object]],
+                      chunksize: int | None = None, callback: Callable[[list[R]], object] | None = None,
+                      error_callback: Callable[[BaseException], object] | None = None, *,
+                      progress: bool | ProgressBar = False, task_timeout: float | None = None) -> MapResult[R]:
         """``starmap`` returning an ``AsyncResult`` of the list."""
-        return self._map_async(func, iterable, STARMAP, chunksize, callback, error_callback, progress, task_timeout)
+        return self._map_async(func, iterable, STARMAP, chunksize=chunksize, callback=callback,
+                               error_callback=error_callback, progress=progress, task_timeout=task_timeout)
 
-    def _map_async(self, func: Any, iterable: Iterable[Any], kind: int, chunksize: int | None, callback: Any,
-                   error_callback: Any, progress: Any, task_timeout: float | None) -> MapResult:
+    def _map_async(self, func: Returning[R], iterable: Iterable[object], kind: int, *, chunksize: int | None,
+                   callback: Callable[[list[R]], object] | None = None,
+                   error_callback: Callable[[BaseException], object] | None = None,
+                   progress: bool | ProgressBar, task_timeout: float | None) -> MapResult[R]:
         self._check_running()
         # Sequences are sliced, not copied: a chunk of a range is a range, which pickles in a few bytes.
-        items: Any = iterable if isinstance(iterable, (list, tuple, range)) else list(iterable)
+        items: Sequence[object] = iterable if isinstance(iterable, (list, tuple, range)) else list(iterable)
         if chunksize is None:
             # Eight chunks per worker (the stdlib cuts four): a worker holds at most four at a time, so the
             # last ones go to whichever finishes first, and a worker slowed down (sharing its CPU with the
@@ -180,23 +191,23 @@ class Pool:
             self._engine.submit(result)
         return result
 
-    def imap(self, func: Callable[[Any], Any], iterable: Iterable[Any], chunksize: int = 1,
-             buffersize: int | None = None, *, progress: Any = False, task_timeout: float | None = None,
-             max_ahead: int | None = None) -> IMapIterator:
+    def imap(self, func: Callable[[T], R], iterable: Iterable[T], chunksize: int = 1,
+             buffersize: int | None = None, *, progress: bool | ProgressBar = False,
+             task_timeout: float | None = None, max_ahead: int | None = None) -> IMapIterator[R]:
         """A lazy ``map``: results in order as they come; the iterable is read at most ``max_ahead`` chunks
         ahead of the consumer (default: 4 per worker, at least 16). ``buffersize`` is 3.15's name for it."""
         return self._imap(IMapIterator, func, iterable, chunksize, progress, task_timeout,
                           _ahead(buffersize, max_ahead))
 
-    def imap_unordered(self, func: Callable[[Any], Any], iterable: Iterable[Any], chunksize: int = 1,
-                       buffersize: int | None = None, *, progress: Any = False, task_timeout: float | None = None,
-                       max_ahead: int | None = None) -> IMapIterator:
+    def imap_unordered(self, func: Callable[[T], R], iterable: Iterable[T], chunksize: int = 1,
+                       buffersize: int | None = None, *, progress: bool | ProgressBar = False,
+                       task_timeout: float | None = None, max_ahead: int | None = None) -> IMapIterator[R]:
         """Like ``imap``, results in the order they finish."""
         return self._imap(IMapUnorderedIterator, func, iterable, chunksize, progress, task_timeout,
                           _ahead(buffersize, max_ahead))
 
-    def _imap(self, cls: type[IMapIterator], func: Any, iterable: Iterable[Any], chunksize: int, progress: Any,
-              task_timeout: float | None, max_ahead: int | None) -> IMapIterator:
+    def _imap(self, cls: type[IMapIterator[R]], func: Returning[R], iterable: Iterable[object], chunksize: int,
+              progress: bool | ProgressBar, task_timeout: float | None, max_ahead: int | None) -> IMapIterator[R]:
         self._check_running()
         if not isinstance(chunksize, int) or chunksize < 1:
             raise ValueError(f"Chunksize must be 1+, not {chunksize!r}")
@@ -231,7 +242,7 @@ class Pool:
     def __exit__(self, *exc_info: object) -> None:
         self.terminate()
 
-    def __reduce__(self) -> Any:
+    def __reduce__(self) -> NoReturn:
         raise NotImplementedError("pool objects cannot be passed between processes or pickled")
 
     def __repr__(self) -> str:
@@ -260,11 +271,11 @@ class ThreadPool(Pool):
     """The same API on worker threads of this process (nothing is pickled; threads cannot be killed, so
     ``terminate()`` fails the tasks not started and lets running ones finish)."""
 
-    def __init__(self, processes: int | None = None, initializer: Callable[..., Any] | None = None,
-                 initargs: Iterable[Any] = ()) -> None:
+    def __init__(self, processes: int | None = None, initializer: Function | None = None,
+                 initargs: Iterable[object] = ()) -> None:
         super().__init__(processes, initializer, initargs)
 
-    def _make_engine(self, processes: int, *, initializer: Callable[..., object] | None,
-                     initargs: tuple[object, ...], maxtasksperchild: int | None, context: Any,
+    def _make_engine(self, processes: int, *, initializer: Function | None,
+                     initargs: tuple[object, ...], maxtasksperchild: int | None, context: BaseContext | None,
                      prefetch: int | None) -> Engine:
         return ThreadEngine(processes, initializer=initializer, initargs=initargs)

@@ -67,13 +67,13 @@ from ._worker import SPIN_SECONDS
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable
 
     from procpar_core.context import BaseContext
     from procpar_core.process import BaseProcess
 
     from ._handle import WorkerHandle
     from ._task import Task
+    from ._typing import Function
     from .engine import TaskSource
 
 __all__ = ["ProcessEngine"]
@@ -89,7 +89,7 @@ _WAKE, _SOCKET, _SENTINEL = 0, 1, 2
 class ProcessEngine:
     """Runs a pool's tasks on worker processes (the ``procpar_pool.engine.Engine`` protocol)."""
 
-    def __init__(self, ctx: BaseContext, processes: int, *, initializer: Callable[..., object] | None,
+    def __init__(self, ctx: BaseContext, processes: int, *, initializer: Function | None,
                  initargs: tuple[object, ...], maxtasksperchild: int | None, prefetch: int | None,
                  max_memory: int | None = None) -> None:
         self._prefetch = prefetch

@@ -1,7 +1,7 @@
 """Progress bars for the map family: tqdm's when it is installed, a plain one on stderr otherwise.
 
 ``progress=True`` picks one; ``progress`` may also be any object with ``update(n)`` and ``close()`` (a tqdm
-bar you configured yourself, say). Updates come from the pool's dispatching thread.
+bar you configured yourself, say). Updates come from the pool's engine thread.
 """
 
 from __future__ import annotations
@@ -12,7 +12,14 @@ import time
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any
+    from typing import Protocol, TextIO
+
+    class ProgressBar(Protocol):
+        """What a pool needs of a progress bar (tqdm's bars qualify)."""
+
+        def update(self, n: int) -> object: ...
+
+        def close(self) -> object: ...
 
 __all__ = ["make_progress", "PlainProgress"]
 
@@ -20,7 +27,7 @@ __all__ = ["make_progress", "PlainProgress"]
 class PlainProgress:
     """``[#####.....] 512/1024`` on stderr, redrawn at most ten times a second."""
 
-    def __init__(self, total: int | None, stream: Any = None, width: int = 30) -> None:
+    def __init__(self, total: int | None, stream: TextIO | None = None, width: int = 30) -> None:
         self.total = total
         self.done = 0
         self._stream = stream if stream is not None else sys.stderr
@@ -56,7 +63,7 @@ class PlainProgress:
             self._stream.flush()
 
 
-def make_progress(progress: Any, total: int | None) -> Any:
+def make_progress(progress: bool | ProgressBar, total: int | None) -> ProgressBar | None:
     """None for ``progress=False``; a bar for ``True``; the object itself if it already is one."""
     if not progress:
         return None
@@ -68,4 +75,5 @@ def make_progress(progress: Any, total: int | None) -> Any:
         from tqdm import tqdm  # type: ignore[import-untyped,import-not-found,unused-ignore]
     except ImportError:
         return PlainProgress(total)
-    return tqdm(total=total)
+    bar: ProgressBar = tqdm(total=total)
+    return bar

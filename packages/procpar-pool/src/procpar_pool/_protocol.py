@@ -130,7 +130,10 @@ def decode_reply(message: bytes) -> tuple[int, bool, object]:
         elif tag == _NUMBERS:
             return task_id, True, unpack_numbers(body[1:])
         else:
-            ok, value = _oob.loads_message(body)
+            outcome = _oob.loads_message(body)
+            if not isinstance(outcome, tuple) or len(outcome) != 2:
+                raise ValueError(f"a reply's body is not (ok, value): {type(outcome).__name__}")
+            ok, value = outcome
     except Exception as err:
         return task_id, False, PicklingFailedError(
             f"the worker's reply could not be unpickled here: {type(err).__name__}: {err}")

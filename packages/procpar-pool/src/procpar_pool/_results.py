@@ -24,14 +24,23 @@ from ._task import APPLY, MAP, STARMAP, Task
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Callable, Iterator, Sequence
+    from collections.abc import Callable, Iterable, Iterator, Sequence
+    from typing import Generic, TypeVar, cast
 
+    from ._progress import ProgressBar
+    from ._typing import Returning
     from .engine import Engine
+
+    R = TypeVar("R")
+else:
+    from ._generic import Generic, cast
+
+    R = None
 
 __all__ = ["Task", "Job", "ApplyResult", "AsyncResult", "MapResult", "IMapIterator", "IMapUnorderedIterator",
            "APPLY", "MAP", "STARMAP"]
 
-def _run_callback(callback: Callable[[Any], Any] | None, value: Any) -> None:
+def _run_callback(callback: Callable[[R], object] | None, value: R) -> None:
     if callback is None:
         return
     try:
@@ -41,14 +50,13 @@ def _run_callback(callback: Callable[[Any], Any] | None, value: Any) -> None:
 
 
 class Job:
-    """Base of the results: a source of tasks and the sink of their outcomes."""
+    """Base of the results: a source of tasks and the sink of their outcomes (a ``TaskSource``)."""
 
     _time_limit: float | None = None
 
-    def __init__(self, engine: Engine, callback: Callable[[Any], Any] | None = None,
-                 error_callback: Callable[[BaseException], Any] | None = None, progress: Any = None) -> None:
+    def __init__(self, engine: Engine, error_callback: Callable[[BaseException], object] | None = None,
+                 progress: ProgressBar | None = None) -> None:
         self._engine = engine
-        self._callback = callback
         self._error_callback = error_callback
         self._event = threading.Event()
         self._progress = progress
@@ -66,10 +74,10 @@ class Job:
     def exhausted(self) -> bool:
         raise NotImplementedError
 
-    def set_outcome(self, index: int, ok: bool, value: Any) -> None:
+    def set_outcome(self, index: int, ok: bool, value: object) -> None:
         raise NotImplementedError
 
-    def set_outcomes(self, outcomes: list[tuple[int, bool, Any]]) -> None:
+    def set_outcomes(self, outcomes: list[tuple[int, bool, object]]) -> None:
         """Several tasks' outcomes at once (a worker's replies read in one go)."""
         for index, ok, value in outcomes:
             self.set_outcome(index, ok, value)
@@ -94,16 +102,20 @@ class Job:
             raise
 
 
-class ApplyResult(Job):
+class ApplyResult(Job, Generic[R]):
     """The result of ``apply_async``: ``get``, ``wait``, ``ready``, ``successful``."""
 
-    def __init__(self, engine: Engine, func: Any, args: Any, kwds: Any, callback: Any = None,
-                 error_callback: Any = None, time_limit: float | None = None) -> None:
-        super().__init__(engine, callback, error_callback)
+    def __init__(self, engine: Engine, func: Returning[R], args: Iterable[object] = (),
+                 kwds: dict[str, object] | None = None, callback: Callable[[R], object] | None = None,
+                 error_callback: Callable[[BaseException], object] | None = None,
+                 time_limit: float | None = None) -> None:
+        super().__init__(engine, error_callback)
+        self._callback = callback
         self._time_limit = time_limit
-        self._task: Task | None = Task(self, 0, APPLY, func, (tuple(args), dict(kwds)), time_limit)
+        self._task: Task | None = Task(self, 0, APPLY, func, (tuple(args), dict(kwds or {})), time_limit)
         self._success = False
-        self._value: Any = None
+        self._value: R | None = None
+        self._error: BaseException | None = None
 
     def next_tasks(self, limit: int) -> list[Task]:
         task, self._task = self._task, None
@@ -117,19 +129,25 @@ class ApplyResult(Job):
             raise ValueError(f"{self!r} not ready")
         return self._success
 
-    def get(self, timeout: float | None = None) -> Any:
+    def get(self, timeout: float | None = None) -> R:
         """The call's return value; re-raises its exception; ``TimeoutError`` if not ready in time."""
         if not self._wait(timeout):
             raise TimeoutError
         if self._success:
-            return self._value
-        raise self._value
+            return cast("R", self._value)
+        assert self._error is not None
+        raise self._error
 
-    def set_outcome(self, index: int, ok: bool, value: Any) -> None:
+    def set_outcome(self, index: int, ok: bool, value: object) -> None:
         if self._event.is_set():
             return
-        self._success, self._value = ok, value
-        _run_callback(self._callback if ok else self._error_callback, value)
+        self._success = ok
+        if ok:
+            self._value = cast("R", value)
+            _run_callback(self._callback, self._value)
+        else:
+            self._error = _as_error(value)
+            _run_callback(self._error_callback, self._error)
         self._event.set()
 
     def fail_all(self, exc: BaseException) -> None:
@@ -137,25 +155,35 @@ class ApplyResult(Job):
         self.set_outcome(0, False, exc)
 
 
+def _as_error(value: object) -> BaseException:
+    if isinstance(value, BaseException):
+        return value
+    return TypeError(f"a task failed with {value!r}, which is not an exception")  # an engine's bug, made visible
+
+
 AsyncResult = ApplyResult
 
 
-class MapResult(ApplyResult):
+class MapResult(ApplyResult["list[R]"]):
     """The result of ``map_async``/``starmap_async``: the list of results, in order."""
 
-    def __init__(self, engine: Engine, func: Any, chunks: list[Sequence[Any]], kind: int, *, callback: Any = None,
-                 error_callback: Any = None, time_limit: float | None = None, progress: Any = None) -> None:
-        Job.__init__(self, engine, callback, error_callback, progress)
+    def __init__(self, engine: Engine, func: Returning[R], chunks: list[Sequence[object]], kind: int, *,
+                 callback: Callable[[list[R]], object] | None = None,
+                 error_callback: Callable[[BaseException], object] | None = None, time_limit: float | None = None,
+                 progress: ProgressBar | None = None) -> None:
+        Job.__init__(self, engine, error_callback, progress)
+        self._callback = callback
         self._time_limit = time_limit
         self._success = True
         self._value = None
+        self._error = None
         self._task = None
         self._pending = collections.deque(Task(self, i, kind, func, chunk, time_limit)
                                           for i, chunk in enumerate(chunks))
         # Each chunk's results go to their place in the final list as they arrive: joining the chunks at the
         # end would add a pass over every item after the last worker is done.
         self._offsets = list(itertools.accumulate((len(chunk) for chunk in chunks), initial=0))
-        self._results: list[Any] = [None] * self._offsets[-1]
+        self._results: list[object] = [None] * self._offsets[-1]
         self._remaining = len(chunks)
         if not chunks:
             self._value = []
@@ -173,25 +201,28 @@ class MapResult(ApplyResult):
     def exhausted(self) -> bool:
         return not self._pending
 
-    def set_outcome(self, index: int, ok: bool, value: Any) -> None:
+    def set_outcome(self, index: int, ok: bool, value: object) -> None:
         if self._event.is_set():
             return
-        if self._progress is not None:
-            self._progress.update(len(value) if ok else 0)
         if not ok:
+            if self._progress is not None:
+                self._progress.update(0)
             # The first failure decides, as in the stdlib; the other chunks still run (their side effects
             # happen, and close() + join() wait for them, as with the stdlib: no fail-fast), their outcomes
             # are dropped.
-            self._success, self._value = False, value
+            self._success, self._error = False, _as_error(value)
             self._results = []
             self._finish()
-            _run_callback(self._error_callback, value)
+            _run_callback(self._error_callback, self._error)
             self._event.set()
             return
-        self._results[self._offsets[index] : self._offsets[index + 1]] = value
+        chunk = cast("list[R]", value)
+        if self._progress is not None:
+            self._progress.update(len(chunk))
+        self._results[self._offsets[index] : self._offsets[index + 1]] = chunk
         self._remaining -= 1
         if self._remaining == 0:
-            self._value, self._results = self._results, []
+            self._value, self._results = cast("list[R]", self._results), []
             self._finish()
             _run_callback(self._callback, self._value)
             self._event.set()
@@ -205,18 +236,19 @@ class MapResult(ApplyResult):
         self.set_outcome(-1, False, exc)
 
 
-class IMapIterator(Job):
+class IMapIterator(Job, Generic[R]):
     """The iterator of ``imap``: results in order, ``next(timeout)``; reads ahead at most ``max_ahead`` chunks."""
 
     _ordered = True
 
-    def __init__(self, engine: Engine, func: Any, iterable: Any, *, chunksize: int, kind: int, max_ahead: int,
-                 time_limit: float | None = None, progress: Any = None, adaptive: bool = False) -> None:
+    def __init__(self, engine: Engine, func: Returning[R], iterable: Iterable[object], *, chunksize: int,
+                 kind: int, max_ahead: int, time_limit: float | None = None, progress: ProgressBar | None = None,
+                 adaptive: bool = False) -> None:
         super().__init__(engine, progress=progress)
         self._time_limit = time_limit
         self._func = func
         self._kind = kind
-        self._source: Iterator[Any] | None = iter(iterable)
+        self._source: Iterator[object] | None = iter(iterable)
         self._chunksize = chunksize
         self._max_ahead = max_ahead
         # Default window: it widens while the workers' queues are deep (short tasks), see _scheduling.window_bonus.
@@ -224,10 +256,10 @@ class IMapIterator(Job):
         self._cond = threading.Condition(threading.Lock())
         self._taken = 0  # chunks pulled from the iterable
         self._handed = 0  # chunks whose items the consumer has taken
-        self._done: dict[int, tuple[bool, Any]] = {}  # finished chunks not yet handed out (by index)
+        self._done: dict[int, tuple[bool, object]] = {}  # finished chunks not yet handed out (by index)
         self._order: collections.deque[int] = collections.deque()  # arrival order, for imap_unordered
         self._next_index = 0
-        self._items: collections.deque[Any] = collections.deque()  # items of the chunk being handed out
+        self._items: collections.deque[R] = collections.deque()  # items of the chunk being handed out
         self._length: int | None = None  # number of chunks, once the iterable ended
 
     def _window(self) -> int:
@@ -242,7 +274,7 @@ class IMapIterator(Job):
         if room <= 0:
             return []
         # Only one thread at a time asks a job for tasks, so it is read outside the lock.
-        chunks: list[list[Any]] = []
+        chunks: list[list[object]] = []
         ended, failure = False, None
         size = self._chunksize
         try:
@@ -279,12 +311,12 @@ class IMapIterator(Job):
     def exhausted(self) -> bool:
         return self._source is None
 
-    def set_outcome(self, index: int, ok: bool, value: Any) -> None:
+    def set_outcome(self, index: int, ok: bool, value: object) -> None:
         self.set_outcomes([(index, ok, value)])
 
-    def set_outcomes(self, outcomes: list[tuple[int, bool, Any]]) -> None:
+    def set_outcomes(self, outcomes: list[tuple[int, bool, object]]) -> None:
         if self._progress is not None:
-            self._progress.update(sum(len(value) if ok else 1 for _, ok, value in outcomes))
+            self._progress.update(sum(len(cast("list[R]", value)) if ok else 1 for _, ok, value in outcomes))
         with self._cond:
             done, order = self._done, self._order
             for index, ok, value in outcomes:
@@ -301,13 +333,13 @@ class IMapIterator(Job):
         for index in missing:
             self.set_outcome(index, False, exc)
 
-    def __iter__(self) -> IMapIterator:
+    def __iter__(self) -> IMapIterator[R]:
         return self
 
-    def __next__(self) -> Any:
+    def __next__(self) -> R:
         return self.next()
 
-    def _next_chunk(self, timeout: float | None) -> tuple[tuple[bool, Any], bool]:
+    def _next_chunk(self, timeout: float | None) -> tuple[tuple[bool, object], bool]:
         with self._cond:
             while True:
                 if self._length is not None and self._handed >= self._length:
@@ -322,7 +354,7 @@ class IMapIterator(Job):
                 if not wait_in_slices(self._cond.wait, timeout):
                     raise TimeoutError
 
-    def _take_chunk(self) -> tuple[bool, Any] | None:
+    def _take_chunk(self) -> tuple[bool, object] | None:
         # Called with the condition held: the next finished chunk in hand-out order, or None.
         if self._ordered:
             outcome = self._done.pop(self._next_index, None)
@@ -335,7 +367,7 @@ class IMapIterator(Job):
             self._handed += 1
         return outcome
 
-    def next(self, timeout: float | None = None) -> Any:
+    def next(self, timeout: float | None = None) -> R:
         """The next result; ``TimeoutError`` if none is ready within ``timeout``; ``StopIteration`` at the end."""
         if self._items:
             return self._items.popleft()
@@ -349,12 +381,12 @@ class IMapIterator(Job):
             self._engine.consumer_progress(self)
         ok, value = outcome
         if not ok:
-            raise value
-        self._items.extend(value)
+            raise _as_error(value)
+        self._items.extend(cast("list[R]", value))
         return self._items.popleft()
 
 
-class IMapUnorderedIterator(IMapIterator):
+class IMapUnorderedIterator(IMapIterator[R]):
     """The iterator of ``imap_unordered``: results in the order they finish."""
 
     _ordered = False

@@ -16,7 +16,11 @@ from procpar_core.reduction import DupFd
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any
+    from collections.abc import Callable
+    from typing import Protocol
+
+    class _Detachable(Protocol):
+        def detach(self) -> int: ...
 
 __all__ = ["RunningTask"]
 
@@ -59,7 +63,7 @@ class RunningTask:
         value = int(self._view[0])
         return None if value == 0 else value - 1
 
-    def __reduce__(self) -> tuple[Any, ...]:
+    def __reduce__(self) -> tuple[Callable[[_Detachable], RunningTask], tuple[_Detachable]]:
         # Travels to spawn and forkserver workers inside their Process object, by file descriptor.
         return (_rebuild, (DupFd(self.fd),))
 
@@ -75,5 +79,5 @@ class RunningTask:
         self.fd = -1
 
 
-def _rebuild(df: Any) -> RunningTask:
+def _rebuild(df: _Detachable) -> RunningTask:
     return RunningTask(df.detach())

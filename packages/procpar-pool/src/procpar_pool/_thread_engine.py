@@ -13,9 +13,9 @@ from ._task import APPLY, MAP, PoolState
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable
 
     from ._task import Task
+    from ._typing import Function
     from .engine import TaskSource
 
 __all__ = ["ThreadEngine"]
@@ -42,7 +42,7 @@ class ThreadEngine:
 
     window_bonus = 0  # imap's read-ahead window stays at max_ahead: threads take one task at a time
 
-    def __init__(self, processes: int, *, initializer: Callable[..., object] | None,
+    def __init__(self, processes: int, *, initializer: Function | None,
                  initargs: tuple[object, ...]) -> None:
         self._cond = threading.Condition(threading.Lock())
         self._state = _RUN

@@ -11,6 +11,7 @@ import itertools
 import os
 import signal
 import time
+from collections.abc import Iterable
 
 from procpar_core.reduction import loads
 from procpar_sync.lowlevel import has_message, read_message_stashed, spin_readable, write_messages
@@ -23,7 +24,9 @@ from ._task import APPLY, MAP
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Callable
+    from procpar_core.connection import Connection
+
+    from ._typing import Function
 
 __all__ = ["worker_main", "resident_bytes", "SPIN_SECONDS"]
 
@@ -32,10 +35,12 @@ __all__ = ["worker_main", "resident_bytes", "SPIN_SECONDS"]
 SPIN_SECONDS = 0.0002
 
 
-def _run(kind: int, func: Callable[..., Any], payload: Any) -> Any:
+def _run(kind: int, func: Function, payload: object) -> object:
     if kind == APPLY:
+        assert isinstance(payload, tuple)
         args, kwds = payload
         return func(*args, **kwds)
+    assert isinstance(payload, Iterable)
     if kind == MAP:
         return list(map(func, payload))
     return list(itertools.starmap(func, payload))
@@ -53,7 +58,7 @@ def resident_bytes(pid: int | str = "self") -> int | None:
         return None
 
 
-def worker_main(fd_holder: Any, initializer: Callable[..., Any] | None, initargs: tuple[Any, ...],
+def worker_main(fd_holder: Connection, initializer: Function | None, initargs: tuple[object, ...],
                 maxtasks: int | None, running: RunningTask | None = None, max_memory: int | None = None) -> None:
     """Run tasks from the pool until told to stop, the pool goes away, ``maxtasks`` tasks are done, or (with
     ``max_memory``) the worker's resident memory passes that many bytes after a message's tasks."""
@@ -88,7 +93,10 @@ def worker_main(fd_holder: Any, initializer: Callable[..., Any] | None, initargs
             running.set(ids[0])  # a crash while unpickling is blamed on the first task
         kind = APPLY
         try:
-            kind, func, payloads = _oob.loads_message(memoryview(message)[body_start:])
+            body = _oob.loads_message(memoryview(message)[body_start:])
+            if not isinstance(body, tuple) or len(body) != 3:
+                raise ValueError(f"a task message's body is not (kind, func, payloads): {type(body).__name__}")
+            kind, func, payloads = body
             if len(payloads) != count:
                 raise ValueError(f"a message for {count} tasks carried {len(payloads)}")
         except Exception as exc:
