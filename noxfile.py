@@ -35,7 +35,10 @@ PACKAGES: dict[str, tuple[str, str, list[str]]] = {
                                     "procpar-pool"]),
 }
 ALL_IMPORT_NAMES = ["procpar_core", "procpar_sync", "procpar_shm", "procpar_managers", "procpar_pool", "procpar"]
-TEST_DEPS = ["pytest>=7", "pytest-timeout>=2.1", "hypothesis>=6", "cloudpickle>=2.0"]
+# The shared fixtures (ctx over the start methods, run_script): one pytest plugin from tools/, not a conftest
+# copied into each package's tests.
+TEST_PLUGIN = str(ROOT / "tools" / "pytest-procpar")
+TEST_DEPS = ["pytest>=7", "pytest-timeout>=2.1", "hypothesis>=6", "cloudpickle>=2.0", TEST_PLUGIN]
 # Per package: what its tests use beyond TEST_DEPS (numpy: zero-copy views of shared memory, large buffers).
 EXTRA_TEST_DEPS: dict[str, list[str]] = {"shm": ["numpy"], "pool": ["numpy"]}
 
