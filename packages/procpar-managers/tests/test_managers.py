@@ -578,3 +578,12 @@ def test_a_shared_memory_manager_leaves_its_tracker_nothing_to_warn_about(run_sc
     """)
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
+
+
+@pytest.mark.parametrize("reply", [None, 42, ("#RETURN",), ("#RETURN", 1, 2), (3, "x"), "#RETURN"])
+def test_a_reply_that_is_not_kind_and_value_is_a_remote_error(reply: object) -> None:
+    from procpar_managers._protocol import RemoteError, unpack_reply
+
+    with pytest.raises(RemoteError, match=r"not \(kind, value\)"):
+        unpack_reply(reply)
+    assert unpack_reply(["#RETURN", 5]) == ("#RETURN", 5)  # XML-RPC carries tuples as lists

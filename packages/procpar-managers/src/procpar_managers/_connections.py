@@ -10,11 +10,14 @@ from __future__ import annotations
 import os
 import threading
 from collections import defaultdict
-from typing import Any
+from typing import TYPE_CHECKING
 
 from procpar_core import util
 
-from ._protocol import RETURN, connect, convert_to_error, dispatch, normalize_address, server_gone
+from ._protocol import RETURN, connect, convert_to_error, dispatch, normalize_address, server_gone, unpack_reply
+
+if TYPE_CHECKING:
+    from ._typing import Address, MessageConnection
 
 __all__ = ["thread_connection", "control_call", "drop_thread_connection", "forget_address", "queue_decref",
            "flush_decrefs", "known_authkey", "remember_authkey"]
@@ -24,31 +27,31 @@ _local = threading.local()
 # address -> whether the server there is procpar's (learnt on the first connection). A stdlib server takes one
 # control request per connection (create, incref, decref, ...) and object calls only on a connection that
 # announced itself with accept_connection: procpar's client then talks to it that way.
-_procpar_server: dict[Any, bool] = {}
+_procpar_server: dict[Address, bool] = {}
 # address -> authkey of a manager this process started or connected to
-_authkeys: dict[Any, bytes] = {}
+_authkeys: dict[Address, bytes] = {}
 # (address, serializer, authkey) -> idents to decref
-_pending: defaultdict[tuple[Any, str, bytes | None], list[str]] = defaultdict(list)
+_pending: defaultdict[tuple[Address, str, bytes | None], list[str]] = defaultdict(list)
 _decref_lock = threading.Lock()
-_decref_conns: dict[tuple[Any, str, bytes | None], Any] = {}
+_decref_conns: dict[tuple[Address, str, bytes | None], MessageConnection] = {}
 
 
-def remember_authkey(address: Any, authkey: bytes) -> None:
+def remember_authkey(address: Address, authkey: bytes) -> None:
     _authkeys[normalize_address(address)] = authkey
 
 
-def known_authkey(address: Any) -> bytes | None:
+def known_authkey(address: Address) -> bytes | None:
     return _authkeys.get(normalize_address(address))
 
 
-def _connections() -> dict[tuple[Any, str], Any]:
-    conns: dict[tuple[Any, str], Any] | None = getattr(_local, "conns", None)
+def _connections() -> dict[tuple[Address, str], MessageConnection]:
+    conns: dict[tuple[Address, str], MessageConnection] | None = getattr(_local, "conns", None)
     if conns is None:
         conns = _local.conns = {}
     return conns
 
 
-def thread_connection(address: Any, serializer: str, authkey: bytes | None) -> Any:
+def thread_connection(address: Address, serializer: str, authkey: bytes | None) -> MessageConnection:
     """This thread's connection to the server at ``address`` (made on first use)."""
     key = (normalize_address(address), serializer)
     conns = _connections()
@@ -66,19 +69,21 @@ def thread_connection(address: Any, serializer: str, authkey: bytes | None) -> A
     return conn
 
 
-def is_procpar_server(address: Any, serializer: str, authkey: bytes | None) -> bool:
+def is_procpar_server(address: Address, serializer: str, authkey: bytes | None) -> bool:
     address = normalize_address(address)
     if address not in _procpar_server:
         thread_connection(address, serializer, authkey)
     return _procpar_server[address]
 
 
-def _one_shot(address: Any, serializer: str, authkey: bytes | None, name: str, args: tuple[Any, ...],
-              kwds: dict[str, Any] | None) -> Any:
+def _one_shot(address: Address, serializer: str, authkey: bytes | None, name: str, args: tuple[object, ...],
+              kwds: dict[str, object] | None) -> object:
     """A control request on a connection of its own, as a stdlib server wants them."""
     if name in ("incref_many", "decref_many"):  # procpar's batches, one by one
         missing = []
-        for ident in args[0]:
+        idents = args[0]
+        assert isinstance(idents, list)
+        for ident in idents:
             try:
                 _one_shot(address, serializer, authkey, name[: -len("_many")], (ident,), None)
             except KeyError:
@@ -91,8 +96,8 @@ def _one_shot(address: Any, serializer: str, authkey: bytes | None, name: str, a
         _close_quietly(conn)
 
 
-def control_call(address: Any, serializer: str, authkey: bytes | None, name: str,
-                 args: tuple[Any, ...] = (), kwds: dict[str, Any] | None = None) -> Any:
+def control_call(address: Address, serializer: str, authkey: bytes | None, name: str,
+                 args: tuple[object, ...] = (), kwds: dict[str, object] | None = None) -> object:
     """A control request to the server at ``address`` on this thread's connection."""
     if not is_procpar_server(address, serializer, authkey):
         try:
@@ -102,7 +107,7 @@ def control_call(address: Any, serializer: str, authkey: bytes | None, name: str
     conn = thread_connection(address, serializer, authkey)
     try:
         conn.send((None, name, args, kwds or {}))
-        kind, result = conn.recv()
+        kind, result = unpack_reply(conn.recv())
     except (EOFError, ConnectionError) as exc:
         drop_thread_connection(address, serializer)
         raise server_gone(exc, address, f"the request {name!r}") from exc
@@ -115,7 +120,7 @@ def control_call(address: Any, serializer: str, authkey: bytes | None, name: str
     raise convert_to_error(kind, result)
 
 
-def drop_thread_connection(address: Any, serializer: str) -> None:
+def drop_thread_connection(address: Address, serializer: str) -> None:
     """Close this thread's connection to ``address``: after an interrupted call it may hold a stray reply."""
     conn = _connections().pop((normalize_address(address), serializer), None)
     if conn is not None:
@@ -125,7 +130,7 @@ def drop_thread_connection(address: Any, serializer: str) -> None:
             pass
 
 
-def forget_address(address: Any) -> None:
+def forget_address(address: Address) -> None:
     """The manager at ``address`` is gone: drop what this thread and the decref path keep for it."""
     address = normalize_address(address)
     for thread_key in [k for k in _connections() if k[0] == address]:
@@ -139,7 +144,7 @@ def forget_address(address: Any) -> None:
             _pending.pop(key, None)
 
 
-def queue_decref(address: Any, serializer: str, authkey: bytes | None, ident: str) -> None:
+def queue_decref(address: Address, serializer: str, authkey: bytes | None, ident: str) -> None:
     """Release one reference to ``ident``; safe from a GC callback on any thread."""
     _pending[(normalize_address(address), serializer, authkey)].append(ident)
     flush_decrefs()
@@ -162,7 +167,7 @@ def flush_decrefs() -> None:
             _decref_lock.release()
 
 
-def _send_decrefs(key: tuple[Any, str, bytes | None], idents: list[str]) -> None:
+def _send_decrefs(key: tuple[Address, str, bytes | None], idents: list[str]) -> None:
     address, serializer, authkey = key
     if not _procpar_server.get(address, True):
         try:
@@ -188,7 +193,7 @@ def _send_decrefs(key: tuple[Any, str, bytes | None], idents: list[str]) -> None
             return
 
 
-def _close_quietly(conn: Any) -> None:
+def _close_quietly(conn: MessageConnection | None) -> None:
     if conn is not None:
         try:
             conn.close()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import signal
-from typing import Any, Callable, ClassVar
+from typing import TYPE_CHECKING, ClassVar, NoReturn
 
 from procpar_core import ProcessError, current_process, get_context, parent_process, util
 from procpar_core.connection import Pipe
@@ -12,6 +12,17 @@ from . import _connections
 from ._protocol import ManagerNotStartedError, Token, as_authkey, check_serializer, connect, dispatch
 from ._proxy import AutoProxy, register_proxytype
 from ._server import Server
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from procpar_core.connection import Connection
+    from procpar_core.context import BaseContext
+    from procpar_core.process import BaseProcess
+
+    from ._proxy import BaseProxy
+    from ._server import ServerRegistry
+    from ._typing import Address, Function, ProxyFactory
 
 __all__ = ["BaseManager", "State"]
 
@@ -29,7 +40,7 @@ class State:
 
 
 # typeid -> (callable, exposed, method_to_typeid, proxytype)
-Registry = dict[str, tuple[Callable[..., Any] | None, Any, Any, Callable[..., Any]]]
+Registry = dict[str, tuple["Function | None", "tuple[str, ...] | None", "dict[str, str] | None", "ProxyFactory"]]
 
 
 class BaseManager:
@@ -44,8 +55,8 @@ class BaseManager:
     _registry: ClassVar[Registry] = {}
     _Server: ClassVar[type[Server]] = Server
 
-    def __init__(self, address: Any = None, authkey: bytes | None = None, serializer: str = "pickle",
-                 ctx: Any = None, *, shutdown_timeout: float = 1.0) -> None:
+    def __init__(self, address: Address | None = None, authkey: bytes | None = None, serializer: str = "pickle",
+                 ctx: BaseContext | None = None, *, shutdown_timeout: float = 1.0) -> None:
         check_serializer(serializer)
         if authkey is None:
             authkey = current_process().authkey
@@ -55,12 +66,12 @@ class BaseManager:
         self._serializer = serializer
         self._ctx = ctx if ctx is not None else get_context()
         self._shutdown_timeout = shutdown_timeout
-        self._process: Any = None
+        self._process: BaseProcess | None = None
         self._shutdown_finalizer: util.Finalize | None = None
 
     # -- life -----------------------------------------------------------------------------------------------
 
-    def _server_registry(self) -> dict[str, tuple[Any, Any, Any]]:
+    def _server_registry(self) -> ServerRegistry:
         return {typeid: entry[:3] for typeid, entry in self._registry.items()}
 
     def get_server(self) -> Server:
@@ -70,6 +81,8 @@ class BaseManager:
 
     def connect(self) -> None:
         """Use the server already running at ``address`` (started elsewhere, with the same authkey)."""
+        if self._address is None:
+            raise ValueError("connect() needs the address of a running manager: BaseManager(address=...)")
         conn = connect(self._address, self._authkey, self._serializer)
         try:
             dispatch(conn, None, "dummy")
@@ -78,35 +91,36 @@ class BaseManager:
         _connections.remember_authkey(self._address, self._authkey)
         self._state.value = State.STARTED
 
-    def start(self, initializer: Callable[..., Any] | None = None, initargs: tuple[Any, ...] = ()) -> None:
+    def start(self, initializer: Function | None = None, initargs: tuple[object, ...] = ()) -> None:
         """Start the server in a new process; it runs ``initializer(*initargs)`` first."""
         self._check_initial()
         if initializer is not None and not callable(initializer):
             raise TypeError("initializer must be a callable")
         reader, writer = Pipe(duplex=False)
-        self._process = self._ctx.Process(
+        self._process = process = self._ctx.Process(
             target=type(self)._run_server,
             args=(self._server_registry(), self._address, self._authkey, self._serializer, writer, initializer,
                   initargs),
         )
-        ident = ":".join(str(i) for i in self._process._identity)
-        self._process.name = f"{type(self).__name__}-{ident}"
+        ident = ":".join(str(i) for i in process._identity)
+        process.name = f"{type(self).__name__}-{ident}"
         self._prepare_start()
-        self._process.start()
+        process.start()
         writer.close()
         try:
-            self._address = reader.recv()
+            address = reader.recv()
         except EOFError:
-            self._process.join(self._shutdown_timeout)
+            process.join(self._shutdown_timeout)
             raise ProcessError(f"the manager's server process failed to start (exit code "
-                               f"{self._process.exitcode}); see its error output above") from None
+                               f"{process.exitcode}); see its error output above") from None
         finally:
             reader.close()
+        self._address = address
         _connections.remember_authkey(self._address, self._authkey)
         self._state.value = State.STARTED
         self._shutdown_finalizer = util.Finalize(
             self, type(self)._finalize_manager,
-            args=(self._process, self._address, self._authkey, self._state, self._serializer,
+            args=(process, address, self._authkey, self._state, self._serializer,
                   self._shutdown_timeout),
             exitpriority=0,
         )
@@ -115,8 +129,9 @@ class BaseManager:
         """Runs in this process just before the server process starts."""
 
     @classmethod
-    def _run_server(cls, registry: dict[str, Any], address: Any, authkey: bytes, serializer: str, writer: Any,
-                    initializer: Callable[..., Any] | None = None, initargs: tuple[Any, ...] = ()) -> None:
+    def _run_server(cls, registry: ServerRegistry, address: Address | None, authkey: bytes, serializer: str,
+                    writer: Connection, initializer: Function | None = None, initargs: tuple[object, ...] = ()
+                    ) -> None:
         # Ctrl-C reaches every process of the terminal's group; the program decides when its manager stops.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         if initializer is not None:
@@ -152,7 +167,7 @@ class BaseManager:
             self._shutdown_finalizer()
 
     @staticmethod
-    def _finalize_manager(process: Any, address: Any, authkey: bytes, state: State, serializer: str,
+    def _finalize_manager(process: BaseProcess, address: Address, authkey: bytes, state: State, serializer: str,
                           shutdown_timeout: float) -> None:
         if process.is_alive():
             util.info("sending shutdown message to manager")
@@ -177,7 +192,7 @@ class BaseManager:
         _connections.forget_address(address)
 
     @property
-    def address(self) -> Any:
+    def address(self) -> Address | None:
         """The address the server listens on."""
         return self._address
 
@@ -192,32 +207,39 @@ class BaseManager:
     def __exit__(self, *exc_info: object) -> None:
         self.shutdown()
 
-    def __reduce__(self) -> tuple[Any, ...]:
+    def __reduce__(self) -> NoReturn:
         raise TypeError(f"a {type(self).__name__} cannot be pickled: pass the proxies it made, or its address "
                         f"and authkey to connect() to it")
 
     # -- shared objects ---------------------------------------------------------------------------------
 
-    def _create(self, typeid: str, /, *args: Any, **kwds: Any) -> tuple[Token, tuple[str, ...]]:
+    def _create(self, typeid: str, /, *args: object, **kwds: object) -> tuple[Token, tuple[str, ...]]:
         """Create a ``typeid`` object in the server; the returned token carries one reference."""
+        address = self._started_address()
+        reply = _connections.control_call(address, self._serializer, self._authkey, "create", (typeid, *args), kwds)
+        if not isinstance(reply, (tuple, list)) or len(reply) != 2:
+            raise TypeError(f"the manager answered create({typeid!r}) with {reply!r:.200}, not (ident, exposed)")
+        ident, exposed = reply
+        return Token(typeid, address, str(ident)), tuple(str(name) for name in exposed)
+
+    def _started_address(self) -> Address:
         self._check_started()
-        ident, exposed = _connections.control_call(self._address, self._serializer, self._authkey, "create",
-                                                   (typeid, *args), kwds)
-        return Token(typeid, self._address, ident), tuple(exposed)
+        assert self._address is not None  # known once started or connected
+        return self._address
 
     def _debug_info(self) -> str:
-        self._check_started()
-        return str(_connections.control_call(self._address, self._serializer, self._authkey, "debug_info"))
+        return str(_connections.control_call(self._started_address(), self._serializer, self._authkey, "debug_info"))
 
     def _number_of_objects(self) -> int:
-        self._check_started()
+        address = self._started_address()
         _connections.flush_decrefs()
-        return int(_connections.control_call(self._address, self._serializer, self._authkey,
-                                             "number_of_objects"))
+        count = _connections.control_call(address, self._serializer, self._authkey, "number_of_objects")
+        assert isinstance(count, int)
+        return count
 
     @classmethod
-    def register(cls, typeid: str, callable: Callable[..., Any] | None = None,
-                 proxytype: Callable[..., Any] | None = None, exposed: Any = None,
+    def register(cls, typeid: str, callable: Function | None = None,
+                 proxytype: ProxyFactory | None = None, exposed: Iterable[str] | None = None,
                  method_to_typeid: dict[str, str] | None = None, create_method: bool = True) -> None:
         """Make ``typeid`` a type of shared object this manager class serves (and, by default, a method)."""
         if not isinstance(typeid, str):
@@ -239,7 +261,7 @@ class BaseManager:
         if create_method:
             factory_proxytype = proxytype
 
-            def create(self: BaseManager, /, *args: Any, **kwds: Any) -> Any:
+            def create(self: BaseManager, /, *args: object, **kwds: object) -> BaseProxy:
                 util.debug("requesting creation of a shared %r object", typeid)
                 token, exp = self._create(typeid, *args, **kwds)
                 proxy = factory_proxytype(token, self._serializer, manager=self, authkey=self._authkey,

@@ -8,15 +8,19 @@ The envelope only holds tuples, strings, numbers and None so that the XML-RPC se
 from __future__ import annotations
 
 import xmlrpc.client
-from typing import Any, Callable
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
 from procpar_core.connection import Client, Connection, Listener
 from procpar_core.process import AuthenticationString
 from procpar_core.reduction import ForkingPickler
 
+if TYPE_CHECKING:
+    from ._typing import Address, Function, MessageConnection
+
 __all__ = ["Token", "RemoteError", "ManagerNotStartedError", "convert_to_error", "server_gone", "dispatch",
            "listener_client",
-           "RETURN", "ERROR", "PROXY", "TRACEBACK", "UNSERIALIZABLE", "normalize_address", "connect"]
+           "unpack_reply", "RETURN", "ERROR", "PROXY", "TRACEBACK", "UNSERIALIZABLE", "normalize_address", "connect"]
 
 RETURN = "#RETURN"  # value: the method's result, copied
 ERROR = "#ERROR"  # value: the exception the method (or the object's constructor) raised; re-raised as is
@@ -25,7 +29,7 @@ TRACEBACK = "#TRACEBACK"  # value: the server's own failure, formatted; raised a
 UNSERIALIZABLE = "#UNSERIALIZABLE"  # value: why the result or exception could not be sent; RemoteError
 
 
-def _reduce_view(view: Any) -> tuple[Any, ...]:
+def _reduce_view(view: Iterable[object]) -> tuple[type[list[object]], tuple[list[object]]]:
     return (list, (list(view),))
 
 
@@ -40,15 +44,15 @@ class Token:
 
     __slots__ = ("address", "id", "typeid")
 
-    def __init__(self, typeid: str, address: Any, id: str) -> None:
+    def __init__(self, typeid: str, address: Address, id: str) -> None:
         self.typeid = typeid
         self.address = address
         self.id = id
 
-    def __getstate__(self) -> tuple[str, Any, str]:
+    def __getstate__(self) -> tuple[str, Address, str]:
         return (self.typeid, self.address, self.id)
 
-    def __setstate__(self, state: tuple[str, Any, str]) -> None:
+    def __setstate__(self, state: tuple[str, Address, str]) -> None:
         self.typeid, self.address, self.id = state
 
     def __eq__(self, other: object) -> bool:
@@ -72,12 +76,17 @@ class ManagerNotStartedError(ValueError):
     """A manager was used before ``start()`` or ``connect()`` (or after ``shutdown()``)."""
 
 
-def normalize_address(address: Any) -> Any:
+def normalize_address(address: Address | list[object]) -> Address:
     """An address usable as a dict key (XML-RPC turns tuples into lists)."""
-    return tuple(address) if isinstance(address, list) else address
+    if isinstance(address, list):
+        host, port = address
+        if isinstance(host, str) and isinstance(port, int):
+            return (host, port)
+        raise ValueError(f"not a manager's address: {address!r}")
+    return address
 
 
-def server_gone(exc: BaseException, address: Any, what: str) -> BaseException:
+def server_gone(exc: BaseException, address: Address, what: str) -> BaseException:
     """The error for a call cut off because the manager's server went away: the same type, saying so."""
     message = (f"the manager at {address!r} closed the connection during {what}: its server process has ended "
                f"(it was shut down, or died)")
@@ -88,7 +97,7 @@ def server_gone(exc: BaseException, address: Any, what: str) -> BaseException:
     return error
 
 
-def convert_to_error(kind: str, result: Any) -> BaseException:
+def convert_to_error(kind: str, result: object) -> BaseException:
     if kind == ERROR:
         if isinstance(result, BaseException):
             return result
@@ -100,11 +109,19 @@ def convert_to_error(kind: str, result: Any) -> BaseException:
     return ValueError(f"Unrecognized message type {kind!r}")
 
 
-def dispatch(conn: Any, ident: str | None, name: str, args: tuple[Any, ...] = (),
-             kwds: dict[str, Any] | None = None) -> Any:
+def unpack_reply(reply: object) -> tuple[str, object]:
+    """A reply's ``(kind, value)`` (a list when it came as XML-RPC); ``RemoteError`` for anything else a peer
+    may send."""
+    if not isinstance(reply, (tuple, list)) or len(reply) != 2 or not isinstance(reply[0], str):
+        raise RemoteError(f"the server sent a reply that is not (kind, value): {reply!r:.200}\n")
+    return reply[0], reply[1]
+
+
+def dispatch(conn: MessageConnection, ident: str | None, name: str, args: tuple[object, ...] = (),
+             kwds: dict[str, object] | None = None) -> object:
     """Send one request on ``conn`` and return its result (raising what the server reported)."""
     conn.send((ident, name, args, kwds or {}))
-    kind, result = conn.recv()
+    kind, result = unpack_reply(conn.recv())
     if kind == RETURN:
         return result
     try:
@@ -122,10 +139,10 @@ class XmlConnection:
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
 
-    def send(self, obj: Any) -> None:
-        self._conn.send_bytes(xmlrpc.client.dumps((obj,), allow_none=True).encode("utf-8"))
+    def send(self, obj: object) -> None:
+        self._conn.send_bytes(xmlrpc.client.dumps((obj,), allow_none=True).encode("utf-8"))  # type: ignore[arg-type]
 
-    def recv(self) -> Any:
+    def recv(self) -> object:
         (obj,), _ = xmlrpc.client.loads(self._conn.recv_bytes().decode("utf-8"), use_builtin_types=True)
         return obj
 
@@ -149,7 +166,7 @@ class XmlConnection:
         self.close()
 
 
-def _xml_client(address: Any, family: str | None = None, authkey: bytes | None = None) -> XmlConnection:
+def _xml_client(address: Address, family: str | None = None, authkey: bytes | None = None) -> XmlConnection:
     return XmlConnection(Client(address, family, authkey))
 
 
@@ -159,13 +176,14 @@ class _XmlListener(Listener):
 
 
 # serializer name -> (Listener class, Client function), as the stdlib's ``listener_client``
-listener_client: dict[str, tuple[type[Listener], Callable[..., Any]]] = {
+listener_client: dict[str, tuple[type[Listener], Function]] = {
     "pickle": (Listener, Client),
     "xmlrpclib": (_XmlListener, _xml_client),
 }
 
 # serializer name -> what wraps a raw (authenticated) connection
-WRAPPERS: dict[str, Callable[[Connection], Any]] = {"pickle": lambda conn: conn, "xmlrpclib": XmlConnection}
+WRAPPERS: dict[str, Callable[[Connection], MessageConnection]] = {
+    "pickle": lambda conn: conn, "xmlrpclib": XmlConnection}
 
 
 def check_serializer(serializer: str) -> None:
@@ -173,7 +191,7 @@ def check_serializer(serializer: str) -> None:
         raise ValueError(f"unknown serializer {serializer!r}: use one of {sorted(WRAPPERS)}")
 
 
-def connect(address: Any, authkey: bytes | None, serializer: str) -> Any:
+def connect(address: Address, authkey: bytes | None, serializer: str) -> MessageConnection:
     """An authenticated connection to the server at ``address``, wrapped for ``serializer``.
 
     A server that is not there raises the usual ``ConnectionRefusedError``/``FileNotFoundError``, with a

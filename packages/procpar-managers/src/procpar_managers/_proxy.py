@@ -12,26 +12,32 @@ import os
 import threading
 import weakref
 from types import GenericAlias
-from typing import Any, Callable, ClassVar
+from typing import TYPE_CHECKING, Callable, ClassVar
 
 from procpar_core import current_process, util
 from procpar_core.context import get_spawning_popen
 from procpar_core.process import AuthenticationString
 
 from . import _connections
-from ._protocol import PROXY, RETURN, Token, convert_to_error, normalize_address, server_gone
+from ._protocol import PROXY, RETURN, TRACEBACK, Token, convert_to_error, normalize_address, server_gone, unpack_reply
 from ._server import local_server
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from ._manager import BaseManager
+    from ._typing import Address, Function, MessageConnection, ProxyFactory
 
 __all__ = ["BaseProxy", "RebuildProxy", "AutoProxy", "MakeProxyType", "register_proxytype"]
 
 # typeid -> proxy type, from every manager class registered in this process: how a proxy that arrived
 # without its manager builds the proxies its methods return.
-_proxytypes: dict[str, Callable[..., Any]] = {}
+_proxytypes: dict[str, ProxyFactory] = {}
 # Proxies alive in this process (forked children re-count theirs).
 _live: weakref.WeakSet[BaseProxy] = weakref.WeakSet()
 
 
-def register_proxytype(typeid: str, proxytype: Callable[..., Any]) -> None:
+def register_proxytype(typeid: str, proxytype: ProxyFactory) -> None:
     _proxytypes.setdefault(typeid, proxytype)
 
 
@@ -41,8 +47,9 @@ class BaseProxy:
     _exposed_: ClassVar[tuple[str, ...] | None] = None
     _method_to_typeid_: ClassVar[dict[str, str] | None] = None
 
-    def __init__(self, token: Token, serializer: str, manager: Any = None, authkey: bytes | None = None,
-                 exposed: Any = None, incref: bool = True, manager_owned: bool = False) -> None:
+    def __init__(self, token: Token, serializer: str, manager: BaseManager | None = None,
+                 authkey: bytes | None = None, exposed: Iterable[str] | None = None, incref: bool = True,
+                 manager_owned: bool = False) -> None:
         self._token = token
         self._id = token.id
         self._serializer = serializer
@@ -50,16 +57,14 @@ class BaseProxy:
         if authkey is not None:
             self._authkey = AuthenticationString(authkey)
         elif manager is not None:
-            self._authkey = manager._authkey
+            self._authkey = AuthenticationString(manager._authkey)
         else:
             known = _connections.known_authkey(token.address)
             self._authkey = AuthenticationString(known if known is not None else current_process().authkey)
         self._owned_by_server = manager_owned
         self._close: util.Finalize | None = None
         self._owner_pid = 0
-        if exposed is not None and not isinstance(exposed, tuple):
-            exposed = tuple(exposed)
-        self._exposed_cache = exposed
+        self._exposed_cache = None if exposed is None else tuple(exposed)
         _live.add(self)
         if incref:
             self._incref()
@@ -108,16 +113,17 @@ class BaseProxy:
 
     # -- calls --------------------------------------------------------------------------------------------
 
-    def _connection(self) -> Any:
+    def _connection(self) -> MessageConnection:
         return _connections.thread_connection(self._token.address, self._serializer, self._authkey)
 
-    def _callmethod(self, methodname: str, args: tuple[Any, ...] = (), kwds: dict[str, Any] | None = None) -> Any:
+    def _callmethod(self, methodname: str, args: tuple[object, ...] = (),
+                    kwds: dict[str, object] | None = None) -> object:
         """Call ``methodname`` of the referent with ``args``/``kwds`` in the server; return its result."""
         _connections.flush_decrefs()
         conn = self._connection()
         try:
             conn.send((self._id, methodname, args, kwds or {}))
-            kind, result = conn.recv()
+            kind, result = unpack_reply(conn.recv())
         except (EOFError, ConnectionError) as exc:
             _connections.drop_thread_connection(self._token.address, self._serializer)
             raise server_gone(exc, self._token.address, f"{self._token.typeid}.{methodname}()") from exc
@@ -128,6 +134,9 @@ class BaseProxy:
         if kind == RETURN:
             return result
         if kind == PROXY:
+            if not isinstance(result, (tuple, list)) or len(result) != 3:
+                raise convert_to_error(TRACEBACK, f"a new shared object's reply is not (exposed, typeid, ident): "
+                                                  f"{result!r:.200}")
             exposed, typeid, ident = result
             return self._proxy_for(Token(typeid, self._token.address, ident), exposed)
         try:
@@ -135,9 +144,9 @@ class BaseProxy:
         finally:
             del result  # the raised error's traceback holds this frame: no cycle through the error itself
 
-    def _proxy_for(self, token: Token, exposed: Any) -> Any:
+    def _proxy_for(self, token: Token, exposed: Iterable[str] | None) -> BaseProxy:
         """A proxy that takes over the reference a ``#PROXY`` reply carries."""
-        proxytype: Callable[..., Any] | None = None
+        proxytype: ProxyFactory | None = None
         if self._manager is not None:
             entry = self._manager._registry.get(token.typeid)
             proxytype = entry[-1] if entry is not None else None
@@ -148,14 +157,14 @@ class BaseProxy:
         proxy._own()
         return proxy
 
-    def _getvalue(self) -> Any:
+    def _getvalue(self) -> object:
         """A copy of the referent."""
         return self._callmethod("#GETVALUE")
 
     # -- pickling, display --------------------------------------------------------------------------------
 
-    def __reduce__(self) -> tuple[Any, ...]:
-        kwds: dict[str, Any] = {}
+    def __reduce__(self) -> tuple[Function, tuple[ProxyFactory, Token, str, dict[str, object]]]:
+        kwds: dict[str, object] = {}
         if get_spawning_popen() is not None:
             kwds["authkey"] = self._authkey
             if self._close is not None:
@@ -168,7 +177,7 @@ class BaseProxy:
             return (RebuildProxy, (AutoProxy, self._token, self._serializer, kwds))
         return (RebuildProxy, (type(self), self._token, self._serializer, kwds))
 
-    def __deepcopy__(self, memo: Any) -> Any:
+    def __deepcopy__(self, memo: object) -> object:
         return self._getvalue()
 
     def __repr__(self) -> str:
@@ -182,7 +191,7 @@ class BaseProxy:
             return repr(self)[:-1] + "; '__str__()' failed>"
 
 
-def RebuildProxy(func: Callable[..., Any], token: Token, serializer: str, kwds: dict[str, Any]) -> Any:
+def RebuildProxy(func: ProxyFactory, token: Token, serializer: str, kwds: dict[str, object]) -> BaseProxy:
     """Unpickle a proxy: in the server that holds its referent it counts in the table, elsewhere over a call."""
     server = local_server(normalize_address(token.address))
     if server is not None:
@@ -197,10 +206,10 @@ def RebuildProxy(func: Callable[..., Any], token: Token, serializer: str, kwds: 
 
 
 # References counted by the parent for the child it is about to fork: (server key) -> idents, one per proxy.
-_handed_to_child: dict[tuple[Any, str, bytes], list[str]] = {}
+_handed_to_child: dict[tuple[Address, str, bytes], list[str]] = {}
 
 
-def _server_key(proxy: BaseProxy) -> tuple[Any, str, bytes]:
+def _server_key(proxy: BaseProxy) -> tuple[Address, str, bytes]:
     return (normalize_address(proxy._token.address), proxy._serializer, bytes(proxy._authkey))
 
 
@@ -210,7 +219,7 @@ def _before_fork(_: object = None) -> None:
     Counting in the child would race with the parent letting go of its proxy right after ``start()``.
     """
     _handed_to_child.clear()
-    by_server: dict[tuple[Any, str, bytes], list[BaseProxy]] = {}
+    by_server: dict[tuple[Address, str, bytes], list[BaseProxy]] = {}
     for proxy in list(_live):
         if proxy._close is not None and proxy._close.still_active():
             by_server.setdefault(_server_key(proxy), []).append(proxy)
@@ -221,7 +230,8 @@ def _before_fork(_: object = None) -> None:
             if server is not None:
                 missing = set(server.incref_many(idents))
             else:
-                missing = set(_connections.control_call(key[0], key[1], key[2], "incref_many", (idents,)))
+                answer = _connections.control_call(key[0], key[1], key[2], "incref_many", (idents,))
+                missing = set(answer) if isinstance(answer, list) else set()
         except Exception as exc:
             util.info("could not count the proxies of the manager at %r for a child: %s", key[0], exc)
             continue
@@ -267,8 +277,8 @@ _type_cache: dict[tuple[str, tuple[str, ...]], type[BaseProxy]] = {}
 _type_cache_lock = threading.Lock()
 
 
-def _forwarder(name: str) -> Callable[..., Any]:
-    def method(self: BaseProxy, /, *args: Any, **kwds: Any) -> Any:
+def _forwarder(name: str) -> Function:
+    def method(self: BaseProxy, /, *args: object, **kwds: object) -> object:
         return self._callmethod(name, args, kwds)
 
     method.__name__ = name
@@ -276,8 +286,8 @@ def _forwarder(name: str) -> Callable[..., Any]:
     return method
 
 
-def MakeProxyType(name: str, exposed: Any, _cache: dict[tuple[str, tuple[str, ...]], type[BaseProxy]] | None = None
-                  ) -> type[BaseProxy]:
+def MakeProxyType(name: str, exposed: Iterable[str],
+                  _cache: dict[tuple[str, tuple[str, ...]], type[BaseProxy]] | None = None) -> type[BaseProxy]:
     """A ``BaseProxy`` subclass called ``name`` with one forwarding method per name in ``exposed``."""
     exposed = tuple(exposed)
     cache = _type_cache if _cache is None else _cache
@@ -286,7 +296,7 @@ def MakeProxyType(name: str, exposed: Any, _cache: dict[tuple[str, tuple[str, ..
             return cache[(name, exposed)]
         except KeyError:
             pass
-        namespace: dict[str, Any] = {"_exposed_": exposed}
+        namespace: dict[str, object] = {"_exposed_": exposed}
         for meth in exposed:
             namespace[meth] = _forwarder(meth)
         proxytype = type(name, (BaseProxy,), namespace)
@@ -294,14 +304,17 @@ def MakeProxyType(name: str, exposed: Any, _cache: dict[tuple[str, tuple[str, ..
         return proxytype
 
 
-def AutoProxy(token: Token, serializer: str, manager: Any = None, authkey: bytes | None = None,
-              exposed: Any = None, incref: bool = True, manager_owned: bool = False) -> BaseProxy:
+def AutoProxy(token: Token, serializer: str, manager: BaseManager | None = None, authkey: bytes | None = None,
+              exposed: Iterable[str] | None = None, incref: bool = True, manager_owned: bool = False) -> BaseProxy:
     """A proxy whose methods are the referent's exposed ones (asked of the server when not known)."""
     if exposed is None:
         if authkey is None:
             authkey = manager._authkey if manager is not None else (
                 _connections.known_authkey(token.address) or current_process().authkey)
-        exposed = _connections.control_call(token.address, serializer, authkey, "get_methods", (token.id,))
+        methods = _connections.control_call(token.address, serializer, authkey, "get_methods", (token.id,))
+        if not isinstance(methods, (tuple, list)):
+            raise TypeError(f"the manager sent {methods!r:.200} as the methods of {token.typeid!r}")
+        exposed = [str(name) for name in methods]
     proxytype = MakeProxyType(f"AutoProxy[{token.typeid}]", exposed)
     proxy = proxytype(token, serializer, manager=manager, authkey=authkey, incref=incref,
                       manager_owned=manager_owned)
@@ -317,49 +330,49 @@ class IteratorProxy(BaseProxy):
     def __iter__(self) -> IteratorProxy:
         return self
 
-    def __next__(self, *args: Any) -> Any:
+    def __next__(self, *args: object) -> object:
         return self._callmethod("__next__", args)
 
-    def send(self, *args: Any) -> Any:
+    def send(self, *args: object) -> object:
         return self._callmethod("send", args)
 
-    def throw(self, *args: Any) -> Any:
+    def throw(self, *args: object) -> object:
         return self._callmethod("throw", args)
 
-    def close(self, *args: Any) -> Any:
+    def close(self, *args: object) -> object:
         return self._callmethod("close", args)
 
 
 class AcquirerProxy(BaseProxy):
     _exposed_: ClassVar[tuple[str, ...] | None] = ("acquire", "release")
 
-    def acquire(self, blocking: bool = True, timeout: float | None = None) -> Any:
+    def acquire(self, blocking: bool = True, timeout: float | None = None) -> object:
         args = (blocking,) if timeout is None else (blocking, timeout)
         return self._callmethod("acquire", args)
 
-    def release(self) -> Any:
+    def release(self) -> object:
         return self._callmethod("release")
 
-    def __enter__(self) -> Any:
+    def __enter__(self) -> object:
         return self._callmethod("acquire")
 
-    def __exit__(self, *exc_info: object) -> Any:
+    def __exit__(self, *exc_info: object) -> object:
         return self._callmethod("release")
 
 
 class ConditionProxy(AcquirerProxy):
     _exposed_ = ("acquire", "release", "wait", "notify", "notify_all")
 
-    def wait(self, timeout: float | None = None) -> Any:
+    def wait(self, timeout: float | None = None) -> object:
         return self._callmethod("wait", (timeout,))
 
-    def notify(self, n: int = 1) -> Any:
+    def notify(self, n: int = 1) -> object:
         return self._callmethod("notify", (n,))
 
-    def notify_all(self) -> Any:
+    def notify_all(self) -> object:
         return self._callmethod("notify_all")
 
-    def wait_for(self, predicate: Callable[[], Any], timeout: float | None = None) -> Any:
+    def wait_for(self, predicate: Callable[[], object], timeout: float | None = None) -> object:
         # The predicate runs here, in the caller's process, between waits in the server.
         import time
 
@@ -381,41 +394,41 @@ class ConditionProxy(AcquirerProxy):
 class EventProxy(BaseProxy):
     _exposed_ = ("is_set", "set", "clear", "wait")
 
-    def is_set(self) -> Any:
+    def is_set(self) -> object:
         return self._callmethod("is_set")
 
-    def set(self) -> Any:
+    def set(self) -> object:
         return self._callmethod("set")
 
-    def clear(self) -> Any:
+    def clear(self) -> object:
         return self._callmethod("clear")
 
-    def wait(self, timeout: float | None = None) -> Any:
+    def wait(self, timeout: float | None = None) -> object:
         return self._callmethod("wait", (timeout,))
 
 
 class BarrierProxy(BaseProxy):
     _exposed_ = ("__getattribute__", "wait", "abort", "reset")
 
-    def wait(self, timeout: float | None = None) -> Any:
+    def wait(self, timeout: float | None = None) -> object:
         return self._callmethod("wait", (timeout,))
 
-    def abort(self) -> Any:
+    def abort(self) -> object:
         return self._callmethod("abort")
 
-    def reset(self) -> Any:
+    def reset(self) -> object:
         return self._callmethod("reset")
 
     @property
-    def parties(self) -> Any:
+    def parties(self) -> object:
         return self._callmethod("__getattribute__", ("parties",))
 
     @property
-    def n_waiting(self) -> Any:
+    def n_waiting(self) -> object:
         return self._callmethod("__getattribute__", ("n_waiting",))
 
     @property
-    def broken(self) -> Any:
+    def broken(self) -> object:
         return self._callmethod("__getattribute__", ("broken",))
 
 
@@ -424,12 +437,12 @@ class NamespaceProxy(BaseProxy):
 
     _exposed_ = ("__getattribute__", "__setattr__", "__delattr__")
 
-    def __getattr__(self, key: str) -> Any:
+    def __getattr__(self, key: str) -> object:
         if key[0] == "_":
             return object.__getattribute__(self, key)
         return object.__getattribute__(self, "_callmethod")("__getattribute__", (key,))
 
-    def __setattr__(self, key: str, value: Any) -> None:
+    def __setattr__(self, key: str, value: object) -> None:
         if key[0] == "_":
             object.__setattr__(self, key, value)
             return
@@ -445,11 +458,11 @@ class NamespaceProxy(BaseProxy):
 class ValueProxy(BaseProxy):
     _exposed_ = ("get", "set")
 
-    def get(self) -> Any:
+    def get(self) -> object:
         return self._callmethod("get")
 
-    def set(self, value: Any) -> Any:
-        return self._callmethod("set", (value,))
+    def set(self, value: object) -> None:
+        self._callmethod("set", (value,))
 
     value = property(get, set)
 
@@ -463,11 +476,11 @@ BaseListProxy = MakeProxyType("BaseListProxy", (
 
 
 class ListProxy(BaseListProxy):  # type: ignore[valid-type,misc]
-    def __iadd__(self, value: Any) -> ListProxy:
+    def __iadd__(self, value: object) -> ListProxy:
         self._callmethod("extend", (value,))
         return self
 
-    def __imul__(self, value: Any) -> ListProxy:
+    def __imul__(self, value: object) -> ListProxy:
         self._callmethod("__imul__", (value,))
         return self
 
@@ -483,7 +496,7 @@ _BaseDictProxy = MakeProxyType("DictProxy", (
 class DictProxy(_BaseDictProxy):  # type: ignore[valid-type,misc]
     _method_to_typeid_ = {"__iter__": "Iterator"}
 
-    def __ior__(self, value: Any) -> DictProxy:
+    def __ior__(self, value: object) -> DictProxy:
         self._callmethod("__ior__", (value,))
         return self
 
@@ -503,19 +516,19 @@ class SetProxy(_BaseSetProxy):  # type: ignore[valid-type,misc]
 
     _method_to_typeid_ = {"__iter__": "Iterator"}
 
-    def __ior__(self, value: Any) -> SetProxy:
+    def __ior__(self, value: object) -> SetProxy:
         self._callmethod("__ior__", (value,))
         return self
 
-    def __iand__(self, value: Any) -> SetProxy:
+    def __iand__(self, value: object) -> SetProxy:
         self._callmethod("__iand__", (value,))
         return self
 
-    def __ixor__(self, value: Any) -> SetProxy:
+    def __ixor__(self, value: object) -> SetProxy:
         self._callmethod("__ixor__", (value,))
         return self
 
-    def __isub__(self, value: Any) -> SetProxy:
+    def __isub__(self, value: object) -> SetProxy:
         self._callmethod("__isub__", (value,))
         return self
 

@@ -40,7 +40,7 @@ import socket
 import struct
 import threading
 import traceback
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Callable, cast
 
 from procpar_core import util
 from procpar_core.connection import AuthenticationError, answer_challenge, deliver_challenge
@@ -48,20 +48,34 @@ from procpar_core.connection import Listener as _RawListener
 
 from ._protocol import ERROR, PROXY, RETURN, TRACEBACK, UNSERIALIZABLE, WRAPPERS, as_authkey, check_serializer
 
+if TYPE_CHECKING:
+    from typing import Protocol
+
+    from procpar_core.connection import Connection
+
+    from ._typing import Address, Function, MessageConnection
+
+    class _LockLike(Protocol):
+        """What the server calls on the lock-like objects it tracks (``_LOCK_TYPES``)."""
+
+        def acquire(self, blocking: bool = True, timeout: float = -1) -> bool: ...
+
+        def release(self) -> None: ...
+
 __all__ = ["Server", "public_methods", "all_methods", "local_server"]
 
 # What accept_connection answers: the client may then send control requests on its thread's connection.
 SERVER_MARK = "procpar"
 
 # typeid -> (callable, exposed, method_to_typeid)
-ServerRegistry = dict[str, tuple[Callable[..., Any] | None, tuple[str, ...] | None, dict[str, str] | None]]
+ServerRegistry = dict[str, tuple["Function | None", "tuple[str, ...] | None", "dict[str, str] | None"]]
 
 # address -> Server running in this process: a proxy unpickled here whose referent lives in one of them holds
 # its reference in that server's table instead of over a connection to itself.
-_local_servers: dict[Any, Server] = {}
+_local_servers: dict[Address, Server] = {}
 
 
-def local_server(address: Any) -> Server | None:
+def local_server(address: Address) -> Server | None:
     return _local_servers.get(address)
 
 
@@ -73,7 +87,7 @@ def _forget_local_servers() -> None:
 os.register_at_fork(after_in_child=_forget_local_servers)
 
 
-def all_methods(obj: Any) -> list[str]:
+def all_methods(obj: object) -> list[str]:
     """Names of the callable attributes of ``obj``."""
     names = []
     for name in dir(obj):
@@ -85,7 +99,7 @@ def all_methods(obj: Any) -> list[str]:
     return names
 
 
-def public_methods(obj: Any) -> list[str]:
+def public_methods(obj: object) -> list[str]:
     """Names of the callable attributes of ``obj`` that do not start with ``_``."""
     return [name for name in all_methods(obj) if name[0] != "_"]
 
@@ -102,7 +116,7 @@ _LOCK_TYPES: tuple[type, ...] = (type(threading.Lock()), type(threading.RLock())
 _OWNED_TYPES: tuple[type, ...] = (type(threading.RLock()), threading.Condition)
 
 
-def _peer_gone(conn: Any) -> bool:
+def _peer_gone(conn: MessageConnection) -> bool:
     """True if the client at the other end of ``conn`` has closed it (it died, or gave up on its call)."""
     raw = getattr(conn, "_conn", conn)  # an XmlConnection wraps a Connection
     try:
@@ -119,20 +133,19 @@ def _peer_gone(conn: Any) -> bool:
         sock.detach()
 
 
-def _give_back_item(q: queue.Queue[Any], item: Any) -> None:
+def _give_back_item(q: queue.Queue[object], item: object) -> None:
     """Undo a ``get()``: the item goes back where the next ``get()`` takes it."""
     with q.mutex:
-        store: Any = q.queue
         if isinstance(q, queue.PriorityQueue):
-            heapq.heappush(store, item)
+            heapq.heappush(q.queue, item)
         elif isinstance(q, queue.LifoQueue):
-            store.append(item)
+            q.queue.append(item)
         else:
-            store.appendleft(item)
+            q.queue.appendleft(item)
         q.not_empty.notify()
 
 
-def _undo(obj: Any, name: str, result: Any) -> Callable[[], None] | None:
+def _undo(obj: object, name: str, result: object) -> Callable[[], None] | None:
     """How to take back what a call consumed for a client that is gone; None if it consumed nothing."""
     if isinstance(obj, queue.Queue) and name in ("get", "get_nowait"):
         return lambda: _give_back_item(obj, result)
@@ -142,7 +155,7 @@ def _undo(obj: Any, name: str, result: Any) -> Callable[[], None] | None:
     return None
 
 
-def _peer_process(conn: Any) -> tuple[int, int | None] | None:
+def _peer_process(conn: MessageConnection) -> tuple[int, int | None] | None:
     """(pid, start time) of the process at the other end of a unix socket connection; None elsewhere."""
     raw = getattr(conn, "_conn", conn)
     peercred = getattr(socket, "SO_PEERCRED", None)
@@ -194,7 +207,7 @@ class Server:
     public: tuple[str, ...] = ("shutdown", "create", "accept_connection", "get_methods", "debug_info",
                                "number_of_objects", "dummy", "incref", "decref", "incref_many", "decref_many")
 
-    def __init__(self, registry: ServerRegistry, address: Any, authkey: bytes, serializer: str) -> None:
+    def __init__(self, registry: ServerRegistry, address: Address | None, authkey: bytes, serializer: str) -> None:
         if not isinstance(authkey, (bytes, bytearray)):
             raise TypeError(f"authkey should be a byte string, not {type(authkey).__name__}")
         check_serializer(serializer)
@@ -205,7 +218,7 @@ class Server:
         self.listener = _RawListener(address=address, backlog=128)
         self.address = self.listener.address
         # ident -> (obj, exposed, method_to_typeid)
-        self.id_to_obj: dict[str, tuple[Any, frozenset[str], dict[str, str] | None]] = {}
+        self.id_to_obj: dict[str, tuple[object, frozenset[str], dict[str, str] | None]] = {}
         self.id_to_refcount: dict[str, int] = {}
         self.mutex = threading.Lock()
         self._pending_decrefs: list[str] = []
@@ -263,7 +276,7 @@ class Server:
             threading.Thread(target=self._handle_connection, args=(conn,), name="procpar-manager-conn",
                              daemon=True).start()
 
-    def _handle_connection(self, raw: Any) -> None:
+    def _handle_connection(self, raw: Connection) -> None:
         try:
             if self.authkey is not None:
                 deliver_challenge(raw, self.authkey)
@@ -278,7 +291,7 @@ class Server:
         finally:
             conn.close()
 
-    def serve_client(self, conn: Any) -> None:
+    def serve_client(self, conn: MessageConnection) -> None:
         """Answer the requests of one connection until the peer hangs up."""
         holdings = _Holdings(_peer_process(conn))
         try:
@@ -289,7 +302,7 @@ class Server:
                     return
                 except Exception:
                     # A frame arrived whole but could not be decoded: say so and keep the connection.
-                    reply: tuple[str, Any] = (TRACEBACK, "the manager could not decode a request:\n"
+                    reply: tuple[str, object] = (TRACEBACK, "the manager could not decode a request:\n"
                                                          + traceback.format_exc())
                     name, undo = None, None
                 else:
@@ -364,11 +377,11 @@ class Server:
                           entry[0], count)
             for _ in range(count):
                 try:
-                    entry[0].release()
+                    cast("_LockLike", entry[0]).release()
                 except (RuntimeError, ValueError):
                     break
 
-    def _acquire(self, ident: str, obj: Any, name: str, args: tuple[Any, ...], kwds: dict[str, Any]) -> Any:
+    def _acquire(self, ident: str, obj: object, name: str, args: tuple[object, ...], kwds: dict[str, object]) -> object:
         if self._abandoned and not isinstance(obj, _OWNED_TYPES) and self._take_abandoned(ident, obj):
             return True
         with self._holdings_lock:
@@ -381,34 +394,39 @@ class Server:
                 if not self._waiting[ident]:
                     del self._waiting[ident]
 
-    def _take_abandoned(self, ident: str, obj: Any) -> bool:
+    def _take_abandoned(self, ident: str, obj: object) -> bool:
         """Before an acquire() of a Lock or Semaphore that a dead client held: True if it was taken here,
         giving back one acquisition of the dead if it could not be had otherwise."""
         with self._holdings_lock:
             if not self._abandoned.get(ident):
                 return False
-            if obj.acquire(False):
+            lock = cast("_LockLike", obj)  # only the lock types' acquisitions are tracked
+            if lock.acquire(False):
                 return True
             self._abandoned[ident] -= 1
             if not self._abandoned[ident]:
                 del self._abandoned[ident]
             util.info("gave back an acquisition of %r that a dead client held", obj)
-            obj.release()
-            return bool(obj.acquire(False))
+            lock.release()
+            return bool(lock.acquire(False))
 
-    def _handle_request(self, request: Any, holdings: _Holdings | None = None
-                        ) -> tuple[Any, tuple[str, Any], Callable[[], None] | None]:
+    def _handle_request(self, request: object, holdings: _Holdings | None = None
+                        ) -> tuple[object, tuple[str, object], Callable[[], None] | None]:
+        malformed = (TRACEBACK, f"malformed request {request!r:.200}: expected (ident, name, args, kwds)\n")
+        # A list when it came as XML-RPC, which has no tuples.
+        if not isinstance(request, (tuple, list)) or len(request) != 4:
+            return None, malformed, None
+        ident, name, raw_args, raw_kwds = request
         try:
-            ident, name, args, kwds = request
-            args = tuple(args)
-            kwds = dict(kwds or {})
+            args = tuple(raw_args)
+            kwds = dict(raw_kwds or {})
         except Exception:
-            return None, (TRACEBACK, f"malformed request {request!r:.200}: expected (ident, name, args, kwds)\n"), None
+            return None, malformed, None
         if ident is None:
             return name, self._control(name, args, kwds), None
         return (name, *self._call_method(ident, name, args, kwds, holdings))
 
-    def _control(self, name: str, args: tuple[Any, ...], kwds: dict[str, Any]) -> tuple[str, Any]:
+    def _control(self, name: str, args: tuple[object, ...], kwds: dict[str, object]) -> tuple[str, object]:
         if name not in self.public:
             return TRACEBACK, f"{name!r} is not a request this manager understands (known: {self.public})\n"
         try:
@@ -416,8 +434,8 @@ class Server:
         except Exception:
             return TRACEBACK, traceback.format_exc()
 
-    def _call_method(self, ident: str, name: str, args: tuple[Any, ...], kwds: dict[str, Any],
-                     holdings: _Holdings | None = None) -> tuple[tuple[str, Any], Callable[[], None] | None]:
+    def _call_method(self, ident: str, name: str, args: tuple[object, ...], kwds: dict[str, object],
+                     holdings: _Holdings | None = None) -> tuple[tuple[str, object], Callable[[], None] | None]:
         """The reply to a method call, and how to undo what it took if its client turns out to be gone."""
         try:
             obj, exposed, method_to_typeid = self.id_to_obj[ident]
@@ -456,7 +474,7 @@ class Server:
             return (PROXY, (new_exposed, typeid, new_ident)), None
         return (RETURN, result), _undo(obj, name, result)
 
-    def _send_reply(self, conn: Any, reply: tuple[str, Any], name: Any) -> bool:
+    def _send_reply(self, conn: MessageConnection, reply: tuple[str, object], name: object) -> bool:
         """Send ``reply``; one that cannot be serialized becomes an error naming what failed. False: peer gone."""
         try:
             conn.send(reply)
@@ -475,7 +493,7 @@ class Server:
 
     # -- the object table ---------------------------------------------------------------------------------
 
-    def _register(self, typeid: str, obj: Any) -> tuple[str, tuple[str, ...]]:
+    def _register(self, typeid: str, obj: object) -> tuple[str, tuple[str, ...]]:
         """Add ``obj`` with one reference, owned by whoever receives the returned ident."""
         try:
             _, exposed, method_to_typeid = self.registry[typeid]
@@ -492,7 +510,7 @@ class Server:
         self._drain_decrefs()
         return ident, tuple(exposed)
 
-    def create(self, typeid: str, *args: Any, **kwds: Any) -> tuple[str, tuple[str, ...]]:
+    def create(self, typeid: str, *args: object, **kwds: object) -> tuple[str, tuple[str, ...]]:
         """Make a new shared object of ``typeid``; the caller owns one reference to it."""
         try:
             func = self.registry[typeid][0]

@@ -6,14 +6,19 @@ server, which unlinks every one when it stops; the caller's process may exit or 
 
 from __future__ import annotations
 
-from typing import Any
-
 from procpar_core import resource_tracker, util
 from procpar_shm.shared_memory import ShareableList, SharedMemory
 
 from . import _connections
 from ._manager import BaseManager
 from ._server import Server
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from ._server import ServerRegistry
+    from ._typing import Address
 
 __all__ = ["SharedMemoryManager", "SharedMemoryServer"]
 
@@ -23,8 +28,8 @@ class SharedMemoryServer(Server):
 
     public = (*Server.public, "track_segment", "release_segment", "list_segments")
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, registry: ServerRegistry, address: Address | None, authkey: bytes, serializer: str) -> None:
+        super().__init__(registry, address, authkey, serializer)
         self.segment_names: list[str] = []
 
     def track_segment(self, segment_name: str) -> None:
@@ -82,7 +87,8 @@ class SharedMemoryManager(BaseManager):
 
     def _track(self, name: str, segment: SharedMemory) -> None:
         try:
-            _connections.control_call(self._address, self._serializer, self._authkey, "track_segment", (name,))
+            _connections.control_call(self._started_address(), self._serializer, self._authkey, "track_segment",
+                                      (name,))
         except BaseException:
             # Not tracked, so nobody would unlink it: give it back now.
             segment.unlink()
@@ -96,7 +102,7 @@ class SharedMemoryManager(BaseManager):
         self._track(segment.name, segment)
         return segment
 
-    def ShareableList(self, sequence: Any) -> ShareableList:
+    def ShareableList(self, sequence: Iterable[object] | None) -> ShareableList:
         """A new ``ShareableList`` of ``sequence``, unlinked when the manager shuts down."""
         self._check_started()
         shareable = ShareableList(sequence)

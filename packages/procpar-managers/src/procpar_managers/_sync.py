@@ -5,7 +5,6 @@ from __future__ import annotations
 import array
 import queue
 import threading
-from typing import Any
 
 from ._manager import BaseManager
 from ._proxy import (
@@ -23,13 +22,26 @@ from ._proxy import (
     ValueProxy,
 )
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+    from typing import TypeVar
+
+    from procpar_core.context import BaseContext
+    from procpar_pool import Pool
+
+    from ._typing import Function
+
+    _Item = TypeVar("_Item", int, float, str)
+
+
 __all__ = ["SyncManager", "Namespace", "Value", "Array", "Manager"]
 
 
 class Namespace:
     """An object whose attributes are its state; its repr lists the public ones."""
 
-    def __init__(self, /, **kwds: Any) -> None:
+    def __init__(self, /, **kwds: object) -> None:
         self.__dict__.update(kwds)
 
     def __repr__(self) -> str:
@@ -40,14 +52,14 @@ class Namespace:
 class Value:
     """A value with ``get``/``set`` and a ``value`` property, served by a ``SyncManager``."""
 
-    def __init__(self, typecode: Any, value: Any, lock: Any = True) -> None:
+    def __init__(self, typecode: object, value: object, lock: object = True) -> None:
         self._typecode = typecode
         self._value = value
 
-    def get(self) -> Any:
+    def get(self) -> object:
         return self._value
 
-    def set(self, value: Any) -> None:
+    def set(self, value: object) -> None:
         self._value = value
 
     def __repr__(self) -> str:
@@ -56,18 +68,21 @@ class Value:
     value = property(get, set)
 
 
-def Array(typecode: str, sequence: Any, lock: Any = True) -> array.array[Any]:
+def Array(typecode: str, sequence: Iterable[_Item], lock: object = True) -> array.array[_Item]:
     """An ``array.array`` served by a ``SyncManager``."""
     return array.array(typecode, sequence)
 
 
-def _pool(*args: Any, **kwds: Any) -> Any:
+def _pool(processes: int | None = None, initializer: Function | None = None, initargs: Iterable[object] = (),
+          maxtasksperchild: int | None = None, *, task_timeout: float | None = None, prefetch: int | None = None,
+          max_memory_per_child: int | None = None) -> Pool:
     try:
         from procpar_pool import Pool
     except ImportError:
         raise ImportError("SyncManager.Pool needs the procpar-pool package in the manager's environment: "
                           "pip install 'procpar-managers[pool]'") from None
-    return Pool(*args, **kwds)
+    return Pool(processes, initializer, initargs, maxtasksperchild, task_timeout=task_timeout, prefetch=prefetch,
+                max_memory_per_child=max_memory_per_child)
 
 
 class SyncManager(BaseManager):
@@ -96,7 +111,7 @@ SyncManager.register("Iterator", proxytype=IteratorProxy, create_method=False)
 SyncManager.register("AsyncResult", create_method=False)
 
 
-def Manager(*, ctx: Any = None) -> SyncManager:
+def Manager(*, ctx: BaseContext | None = None) -> SyncManager:
     """A started ``SyncManager`` (shut it down, or use it in a ``with`` block)."""
     manager = SyncManager(ctx=ctx)
     manager.start()
