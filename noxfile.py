@@ -3,7 +3,8 @@
 * ``tests-<pkg>``: one per package and Python; installs only the package's dependency closure from the local
   tree as wheels (non-editable, so the built wheel is what is tested), proves that no other procpar package is
   importable, and runs the package's tests. Tagged ``tests`` with ``lint`` and ``typecheck``: ``nox -t tests``.
-* ``lint`` (ruff), ``typecheck`` (mypy --strict over every package's src).
+* ``lint`` (ruff, private cross-package imports), ``typecheck`` (mypy --strict over every package's src, mypy
+  over every package's tests).
 * ``faults``: the fault suite (``faults/``), on the first Python; tagged ``tests`` too.
 * ``bench`` and ``conformance``: not run by default.
 
@@ -139,11 +140,14 @@ def lint(session: nox.Session) -> None:
 
 @nox.session(tags=["tests"])
 def typecheck(session: nox.Session) -> None:
-    """mypy --strict over every package's src."""
-    session.install("mypy>=1.8")
+    """mypy --strict over every package's src (no explicit Any in the pool and the managers: see pyproject.toml),
+    then mypy over every package's tests (tools/typecheck_tests.py)."""
+    # The tests' own imports (pytest, hypothesis, numpy, ...) must resolve for their types to be checked.
+    session.install("mypy>=1.8", *TEST_DEPS, "numpy")
     src_dirs = [str(PACKAGES_DIR / dist / "src") for dist, _, _ in PACKAGES.values()]
     session.env["MYPYPATH"] = os.pathsep.join(src_dirs)
     session.run("mypy", "--strict", *(f"-p={imp}" for _, imp, _ in PACKAGES.values()))
+    session.run("python", str(ROOT / "tools" / "typecheck_tests.py"))
 
 
 @nox.session

@@ -144,5 +144,6 @@ def test_forkserver_preload(run_script: Any) -> None:
 
 def test_repr_of_contexts() -> None:
     assert "'spawn'" in repr(procpar_core.get_context("spawn"))
-    assert isinstance(procpar_core.context._default_context if hasattr(procpar_core.context, "_default_context")
-                      else procpar_core._default_context, DefaultContext)
+    from procpar_core import _context
+
+    assert isinstance(_context._default_context, DefaultContext)

@@ -147,11 +147,12 @@ def test_interoperates_with_stdlib_both_ways(authkey: Any) -> None:
 
 
 def test_stdlib_wrong_key_is_rejected() -> None:
+    import multiprocessing
     import multiprocessing.connection as stdlib
 
     with Listener(authkey=b"a") as listener:
         thread, errors = _serve_once(listener, _double)
-        with pytest.raises(stdlib.AuthenticationError):
+        with pytest.raises(multiprocessing.AuthenticationError):
             stdlib.Client(listener.address, authkey=b"b")
         thread.join(30)
         assert errors and isinstance(errors[0], AuthenticationError)

@@ -73,7 +73,8 @@ def test_forking_pickler_register_and_copyreg() -> None:
     class Other:
         pass
 
-    copyreg.pickle(Other, lambda o: (str, ("via copyreg",)))
+    # Rebuilt as another type on purpose (typeshed wants a reducer to rebuild its own type).
+    copyreg.pickle(Other, lambda o: (str, ("via copyreg",)))  # type: ignore[arg-type,return-value]
     try:
         assert reduction.loads(reduction.dumps(Other())) == "via copyreg"
     finally:
@@ -122,7 +123,7 @@ def test_thread_pickler_is_reusable_reentrant_and_sees_new_registrations() -> No
         _reduction.dumps_bytes(lambda: None)
     big = [bytes(200_000), "tail"]  # more than one chunk reaches the sink
     assert pickle.loads(_reduction.dumps_bytes(big)) == big
-    copyreg.pickle(_Late, lambda obj: (str, ("late reducer",)))
+    copyreg.pickle(_Late, lambda obj: (str, ("late reducer",)))  # type: ignore[arg-type,return-value]
     try:
         assert pickle.loads(_reduction.dumps_bytes(_Late())) == "late reducer"
     finally:

@@ -8,7 +8,7 @@ import signal
 import sys
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from procpar_managers.managers import AcquirerProxy, BaseManager, BaseProxy, SyncManager
 
@@ -85,7 +85,9 @@ def get_store() -> list[Any]:
 
 
 class RemoteQueueManager(BaseManager):
-    pass
+    if TYPE_CHECKING:  # made by register() below
+        def get_store(self) -> Any: ...
+        def Counter(self, start: int = 0) -> Any: ...
 
 
 RemoteQueueManager.register("get_store", callable=get_store)
@@ -93,7 +95,9 @@ RemoteQueueManager.register("Counter", Counter)
 
 
 class CounterManager(BaseManager):
-    pass
+    if TYPE_CHECKING:  # made by register() below
+        def Counter(self, *args: Any) -> Any: ...
+        def numbers(self, n: int) -> Any: ...
 
 
 CounterManager.register("Counter", Counter)
@@ -159,7 +163,9 @@ class EnteringSemaphore(threading.Semaphore):
 
 
 class DeathManager(SyncManager):
-    pass
+    if TYPE_CHECKING:  # made by register() below
+        def EnteringQueue(self, entered: Any) -> Any: ...
+        def EnteringSemaphore(self, entered: Any) -> Any: ...
 
 
 DeathManager.register("EnteringQueue", EnteringQueue)
@@ -191,3 +197,10 @@ def acquire_then_wait(lock: Any, holding: Any, die: Any) -> None:
     holding.set()
     die.wait(60)
     os._exit(0)
+
+
+def server_process(manager: Any) -> Any:
+    """The process running a started manager's server."""
+    process = manager._process
+    assert process is not None and process.pid is not None, "the manager was not started"
+    return process

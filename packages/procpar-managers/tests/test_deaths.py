@@ -51,7 +51,7 @@ def test_a_call_cut_off_by_the_servers_death_says_which_manager(ctx: Any) -> Non
     try:
         q = manager.Queue()
         address = manager.address
-        os.kill(manager._process.pid, signal.SIGKILL)
+        os.kill(t.server_process(manager).pid, signal.SIGKILL)
         with pytest.raises((EOFError, ConnectionError)) as info:
             q.get(timeout=30)
         assert repr(address) in str(info.value) and "Queue.get()" in str(info.value)

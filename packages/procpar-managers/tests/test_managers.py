@@ -222,7 +222,7 @@ def test_lifecycle_errors(ctx: Any) -> None:
     m.start()
     with pytest.raises(ProcessError, match="Already started"):
         m.start()
-    proc = m._process
+    proc = t.server_process(m)
     m.shutdown()
     m.shutdown()  # again: nothing
     assert proc.exitcode == 0
@@ -256,8 +256,8 @@ def test_dead_manager_fails_calls_at_once(ctx: Any) -> None:
     m = SyncManager(ctx=ctx)
     m.start()
     q = m.Queue()
-    os.kill(m._process.pid, signal.SIGKILL)
-    m._process.join(30)
+    os.kill(t.server_process(m).pid, signal.SIGKILL)
+    t.server_process(m).join(30)
     started = time.monotonic()
     with pytest.raises((EOFError, OSError)):
         q.get(timeout=60)
@@ -368,18 +368,18 @@ def test_garbage_from_a_peer(remote: Any) -> None:
     conn.send_bytes(b"\x80\x05 this is not a request")
     conn.send_bytes(b"garbage again")
     # Each undecodable frame gets an error reply; the connection stays usable.
-    from procpar_managers._protocol import WRAPPERS
+    from procpar_managers._protocol import WRAPPERS, unpack_reply
 
     wrapped = WRAPPERS[serializer](conn)
     for _ in range(2):
-        kind, message = wrapped.recv()
-        assert kind == "#TRACEBACK" and "could not decode a request" in message
+        kind, message = unpack_reply(wrapped.recv())
+        assert kind == "#TRACEBACK" and "could not decode a request" in str(message)
     wrapped.send(("not", "a", "request"))
-    kind, message = wrapped.recv()
-    assert kind == "#TRACEBACK" and "malformed request" in message
+    kind, message = unpack_reply(wrapped.recv())
+    assert kind == "#TRACEBACK" and "malformed request" in str(message)
     wrapped.send((None, "no_such_call", (), {}))
-    kind, message = wrapped.recv()
-    assert kind == "#TRACEBACK" and "not a request this manager understands" in message
+    kind, message = unpack_reply(wrapped.recv())
+    assert kind == "#TRACEBACK" and "not a request this manager understands" in str(message)
     conn.close()
     client = t.RemoteQueueManager(address=tuple(address), authkey=authkey, serializer=serializer)
     client.connect()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import multiprocessing.managers as stdlib_managers
 import queue
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import manager_targets as t
 import pytest
@@ -32,7 +32,10 @@ StdlibServer.register("list", list, stdlib_managers.ListProxy)
 
 
 class Client(BaseManager):
-    pass
+    if TYPE_CHECKING:  # made by register() below
+        def get_queue(self) -> Any: ...
+        def dict(self) -> Any: ...
+        def list(self, *args: Any) -> Any: ...
 
 
 Client.register("get_queue")

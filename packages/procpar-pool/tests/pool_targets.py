@@ -169,3 +169,12 @@ def touch_or_fail(path: str) -> None:
         raise ValueError("bad item")
     with open(path, "w"):
         pass
+
+
+def process_engine(pool: Any) -> Any:
+    """The engine of a process pool, checked to be one (tests look at its workers' state)."""
+    from procpar_pool._process_engine import ProcessEngine
+
+    engine = pool._engine
+    assert isinstance(engine, ProcessEngine)
+    return engine

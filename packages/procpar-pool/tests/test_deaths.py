@@ -30,7 +30,7 @@ def test_only_the_running_task_dies_with_its_worker(ctx: Any) -> None:
 def test_a_map_whose_item_kills_workers_fails_once_and_nothing_else_is_lost(ctx: Any) -> None:
     with Pool(2, context=ctx, prefetch=4) as pool:
         results = [pool.apply_async(t.die_on, (i, 5)) for i in range(12)]
-        outcomes = []
+        outcomes: list[int | str] = []
         for r in results:
             try:
                 outcomes.append(r.get(60))
@@ -42,8 +42,9 @@ def test_a_map_whose_item_kills_workers_fails_once_and_nothing_else_is_lost(ctx:
 def test_tasks_sent_to_a_worker_that_just_died_run_elsewhere(ctx: Any) -> None:
     with Pool(2, context=ctx) as pool:
         for _ in range(5):
-            victim = pool._pool[0]
-            os.kill(victim.pid, signal.SIGKILL)  # idle: the pool has not noticed yet
+            victim = pool._pool[0].pid
+            assert victim is not None
+            os.kill(victim, signal.SIGKILL)  # idle: the pool has not noticed yet
             assert pool.map(t.square, range(40), chunksize=1) == [x * x for x in range(40)]
 
 

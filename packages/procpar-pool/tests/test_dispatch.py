@@ -46,7 +46,7 @@ def test_share_evens_out_idle_and_busy_workers() -> None:
 def test_an_unpicklable_item_fails_alone_among_batched_ones(ctx: Any) -> None:
     # One worker, so that the five tasks travel together.
     with Pool(1, context=ctx) as pool:
-        it = pool.imap(t.square, [1, 2, threading.Lock(), 4, 5])
+        it = pool.imap(t.square, [1, 2, threading.Lock(), 4, 5])  # type: ignore[arg-type]  # on purpose
         assert [next(it), next(it)] == [1, 4]
         with pytest.raises(PicklingFailedError, match=r"item #0 of the chunk \(lock"):
             next(it)
@@ -79,7 +79,7 @@ def test_lambdas_travel_in_batches_with_cloudpickle(ctx: Any) -> None:
 def test_every_worker_starts_with_the_pool(ctx: Any) -> None:
     # As in the stdlib: Pool() starts its processes (an initializer warms them all up before the first task).
     with Pool(3, context=ctx, initializer=t.remember, initargs=(7,)) as pool:
-        assert len(pool._engine._fleet.workers) == 3
+        assert len(t.process_engine(pool)._fleet.workers) == 3
         assert len({p.pid for p in pool._pool}) == 3
         assert pool.map(t.initialized, range(6), chunksize=1) == [[7]] * 6
 
@@ -91,7 +91,7 @@ def test_a_busy_worker_is_not_sent_more_than_a_socketful(ctx: Any) -> None:
         slow = pool.apply_async(t.sleep_then, ("slow", 0.5))
         items = [bytes([i]) * 20_000 for i in range(40)]
         many = pool.map_async(t.identity, items, chunksize=1)
-        worker = pool._engine._fleet.workers[0]
+        worker = t.process_engine(pool)._fleet.workers[0]
         deadline = time.monotonic() + 10  # the dispatcher thread may be the one handing them out
         while len(worker.inflight) < 4 and time.monotonic() < deadline:
             time.sleep(0.005)

@@ -66,7 +66,8 @@ def test_terminate_and_kill_workers(ctx: Any, gate: Path, how: str) -> None:
     ex = procpar_pool.Executor(2, mp_context=ctx)
     fs = [ex.submit(t.wait_for_file, str(gate)) for _ in range(6)]
     assert fs[0].running()
-    pids = [p.pid for p in ex._pool._pool]
+    pids = [pid for p in ex._pool._pool if (pid := p.pid) is not None]
+    assert len(pids) == 2
     getattr(ex, how)()
     assert all(f.done() for f in fs)
     assert all(f.cancelled() for f in fs[4:])

@@ -79,7 +79,11 @@ def test_callbacks_run_in_the_parent(pool: Any) -> None:
     seen: list[tuple[str, Any, int]] = []
     done = threading.Event()
     pool.apply_async(t.square, (3,), callback=lambda v: seen.append(("ok", v, os.getpid())))
-    pool.apply_async(t.fail, (1,), error_callback=lambda e: (seen.append(("err", str(e), os.getpid())), done.set()))
+    def failed(e: BaseException) -> None:
+        seen.append(("err", str(e), os.getpid()))
+        done.set()
+
+    pool.apply_async(t.fail, (1,), error_callback=failed)
     pool.map_async(t.square, [1, 2], callback=lambda v: seen.append(("map", v, os.getpid())))
     assert done.wait(30)
     pool.apply(t.square, (1,))
@@ -234,7 +238,7 @@ def test_default_read_ahead_widens_for_short_tasks_but_stays_bounded(pool: Any) 
     time.sleep(0.2)  # give the dispatcher every chance to read further than allowed
     # Short tasks deepen each worker's queue (up to 64) and the window with it, never beyond that bound.
     assert len(pulled) <= 3000 + 16 + 2 * 2 * (64 - 4) + 1
-    depths = [queue_depth(None, w.service) for w in pool._engine._fleet.workers]
+    depths = [queue_depth(None, w.service) for w in t.process_engine(pool)._fleet.workers]
     assert max(depths) > 4, depths
 
 
@@ -243,7 +247,8 @@ def test_prefetch_is_fixed_when_given(ctx: Any) -> None:
         Pool(1, prefetch=0, context=ctx)
     with Pool(2, prefetch=1, context=ctx) as p:
         assert list(p.imap(t.square, range(50))) == [x * x for x in range(50)]
-        assert {queue_depth(p._engine._prefetch, w.service) for w in p._engine._fleet.workers} == {1}
+        engine = t.process_engine(p)
+        assert {queue_depth(engine._prefetch, w.service) for w in engine._fleet.workers} == {1}
 
 
 def test_close_join_terminate(ctx: Any) -> None:
@@ -301,7 +306,8 @@ def test_close_while_an_apply_waits_on_its_worker(ctx: Any) -> None:
     th.start()
     started.wait(30)
     deadline = time.monotonic() + 30
-    while not any(w.state is WorkerState.CLAIMED for w in p._engine._fleet.workers):  # the call holds its worker
+    workers = t.process_engine(p)._fleet.workers
+    while not any(w.state is WorkerState.CLAIMED for w in workers):  # the call holds its worker
         assert time.monotonic() < deadline
         time.sleep(0.001)
     p.close()
@@ -325,7 +331,7 @@ def test_initializer(ctx: Any) -> None:
         with pytest.raises(RuntimeError, match="initializer"):
             p.apply_async(t.square, (1,))
     with pytest.raises(TypeError, match="initializer must be a callable"):
-        Pool(1, initializer=3)
+        Pool(1, initializer=3)  # type: ignore[arg-type]  # the wrong type on purpose
 
 
 def test_default_map_chunks_are_eight_per_worker(pool: Any) -> None:

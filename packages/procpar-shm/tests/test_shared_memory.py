@@ -97,7 +97,7 @@ def test_the_stdlib_and_procpar_open_each_other_segments() -> None:
     ours = SharedMemory(create=True, size=64)
     ours.buf[:3] = b"abc"
     theirs = stdlib.SharedMemory(ours.name)
-    assert bytes(theirs.buf[:3]) == b"abc"
+    assert bytes(theirs.buf[:3]) == b"abc"  # type: ignore[index]  # typeshed: the stdlib's buf may be None
     theirs.close()
     if sys.version_info < (3, 13):  # the stdlib < 3.13 registers attachments with its own tracker: undo it
         from multiprocessing import resource_tracker
@@ -107,7 +107,7 @@ def test_the_stdlib_and_procpar_open_each_other_segments() -> None:
     ours.unlink()
 
     made = stdlib.SharedMemory(create=True, size=64)
-    made.buf[:3] = b"xyz"
+    made.buf[:3] = b"xyz"  # type: ignore[index]  # typeshed: the stdlib's buf may be None
     attached = SharedMemory(made.name)
     assert bytes(attached.buf[:3]) == b"xyz"
     attached.close()
@@ -211,8 +211,8 @@ def test_shareable_list_layout_is_the_stdlibs(ctx: Any) -> None:
     ours = ShareableList(items)
     theirs = stdlib.ShareableList(name=ours.shm.name)
     try:
-        assert list(theirs) == items and theirs.format == ours.format
-        theirs[3] = 8
+        assert list(theirs) == items and theirs.format == ours.format  # type: ignore[call-overload]
+        theirs[3] = 8  # type: ignore[assignment]  # typeshed infers the stdlib list's items from the first
         assert ours[3] == 8
         p = ctx.Process(target=t.touch_list, args=(ours,))
         p.start()

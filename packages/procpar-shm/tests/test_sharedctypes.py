@@ -58,7 +58,7 @@ def test_lock_argument() -> None:
     with pytest.raises(AttributeError, match="has no method 'acquire'"):
         shm.Value("i", 1, lock="yes")
     with pytest.raises(TypeError):
-        shm.Array("i", 3, True)  # lock is keyword-only
+        shm.Array("i", 3, True)  # type: ignore[call-arg]  # lock is keyword-only
 
 
 @pytest.mark.parametrize("typecode", sorted(sharedctypes.typecode_to_type))

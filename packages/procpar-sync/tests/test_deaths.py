@@ -224,7 +224,11 @@ class TestQueuesLoseOnlyWhatTheDeadHeld:
         assert q.get(timeout=30) == "mine"
         q.task_done()
         done = threading.Event()
-        threading.Thread(target=lambda: (q.join(), done.set()), daemon=True).start()
+        def join_then_signal() -> None:
+            q.join()
+            done.set()
+
+        threading.Thread(target=join_then_signal, daemon=True).start()
         assert done.wait(30)  # the lost item was discounted
 
     def test_nothing_is_lost_or_duplicated_when_consumers_are_killed(self, ctx: Any) -> None:

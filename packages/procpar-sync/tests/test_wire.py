@@ -63,7 +63,7 @@ def test_read_message_rejects_garbage_and_truncation(pipe: Any) -> None:
 
 def test_write_messages_rejects_non_bytes(pipe: Any) -> None:
     with pytest.raises(TypeError, match="needs bytes, not str"):
-        _wire.write_messages(pipe[1], [b"ok", "text"])
+        _wire.write_messages(pipe[1], [b"ok", "text"])  # type: ignore[list-item]  # the wrong type on purpose
     with pytest.raises(ValueError, match="out of range"):
         _wire.write_messages(-1, [b"x"])
 

@@ -85,8 +85,11 @@ def test_connection_between_threads() -> None:
     assert b.poll(1) and b.recv() == {"x": 1}
     assert not a.poll() and not a.poll(0.01)
     with connection.Listener() as listener:
+        address = listener.address
+        assert address is not None  # None once the listener is closed
+
         def client() -> None:
-            with connection.Client(listener.address) as conn:
+            with connection.Client(address) as conn:
                 conn.send_bytes(b"hello")
                 conn.send(conn.recv() * 2)
 

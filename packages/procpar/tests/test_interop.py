@@ -23,7 +23,8 @@ def fail(x: int) -> int:
 
 @pytest.mark.parametrize("method", procpar.get_all_start_methods())
 def test_process_pool_executor_with_a_procpar_context(method: str) -> None:
-    with ProcessPoolExecutor(max_workers=2, mp_context=procpar.get_context(method)) as executor:
+    # A procpar context where typeshed expects the stdlib's: the interoperation under test.
+    with ProcessPoolExecutor(max_workers=2, mp_context=procpar.get_context(method)) as executor:  # type: ignore[call-overload]
         assert list(executor.map(square, range(20))) == [x * x for x in range(20)]
         future = executor.submit(fail, 3)
         with pytest.raises(ValueError, match="bad 3"):

@@ -26,6 +26,11 @@ if TYPE_CHECKING:
 
 __all__ = ["BaseManager", "State"]
 
+if TYPE_CHECKING:
+    from typing import TypeVar
+
+    _Manager = TypeVar("_Manager", bound="BaseManager")
+
 
 class State:
     """Where a manager is in its life: ``INITIAL``, ``STARTED`` or ``SHUTDOWN`` (in ``.value``)."""
@@ -196,7 +201,7 @@ class BaseManager:
         """The address the server listens on."""
         return self._address
 
-    def __enter__(self) -> BaseManager:
+    def __enter__(self: _Manager) -> _Manager:
         if self._state.value == State.INITIAL:
             self.start()
         if self._state.value != State.STARTED:

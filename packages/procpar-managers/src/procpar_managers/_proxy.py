@@ -540,6 +540,15 @@ collections.abc.MutableMapping.register(_BaseDictProxy)  # as 3.13's
 
 ArrayProxy = MakeProxyType("ArrayProxy", ("__len__", "__getitem__", "__setitem__"))
 
+if TYPE_CHECKING:
+    # For type checkers only: what SyncManager.Queue() returns at run time is an AutoProxy of a queue.Queue,
+    # whose methods are the queue's (put, get, qsize, ...), asked of the server.
+    class QueueProxy(MakeProxyType("Queue", ())):  # type: ignore[misc]
+        pass
+
+    class ArrayProxyType(ArrayProxy):  # type: ignore[valid-type,misc]
+        pass
+
 BasePoolProxy = MakeProxyType("PoolProxy", (
     "apply", "apply_async", "close", "imap", "imap_unordered", "join", "map", "map_async", "starmap",
     "starmap_async", "terminate"))

@@ -8,7 +8,10 @@ ahead of the consumer) and the pool-wide ``prefetch``.
 from __future__ import annotations
 
 import os
+import threading
 import weakref
+
+from procpar_core.process import BaseProcess
 
 from ._process_engine import ProcessEngine
 from ._progress import make_progress
@@ -29,6 +32,7 @@ if TYPE_CHECKING:
 
     T = TypeVar("T")
     R = TypeVar("R")
+    _P = TypeVar("_P", bound="Pool")
 
 __all__ = ["Pool", "ThreadPool"]
 
@@ -92,9 +96,9 @@ class Pool:
                              maxtasksperchild=maxtasksperchild, prefetch=prefetch, max_memory=self._max_memory)
 
     @property
-    def _pool(self) -> list[object]:
-        """The live workers (the stdlib's attribute; threads for a ThreadPool)."""
-        return list(self._engine.workers)
+    def _pool(self) -> list[BaseProcess]:
+        """The live worker processes (the stdlib's attribute)."""
+        return [worker for worker in self._engine.workers if isinstance(worker, BaseProcess)]
 
     @property
     def _state(self) -> PoolState:
@@ -235,7 +239,7 @@ class Pool:
         """Wait for the workers to exit (after ``close()`` or ``terminate()``)."""
         self._engine.join(timeout)
 
-    def __enter__(self) -> Pool:
+    def __enter__(self: _P) -> _P:
         self._check_running()
         return self
 
@@ -279,3 +283,8 @@ class ThreadPool(Pool):
                      initargs: tuple[object, ...], maxtasksperchild: int | None, context: BaseContext | None,
                      prefetch: int | None) -> Engine:
         return ThreadEngine(processes, initializer=initializer, initargs=initargs)
+
+    @property
+    def _pool(self) -> list[threading.Thread]:  # type: ignore[override]  # a thread pool's workers are threads
+        """The worker threads (the stdlib's attribute)."""
+        return [worker for worker in self._engine.workers if isinstance(worker, threading.Thread)]

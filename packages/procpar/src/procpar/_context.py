@@ -52,6 +52,11 @@ class ForkServerContext(FullContextMixin, _core.ForkServerContext):
 class DefaultContext(FullContextMixin, _core.DefaultContext):
     """The default context, with the API of every procpar package installed."""
 
+    def get_context(self, method: str | None = None) -> ForkContext | SpawnContext | ForkServerContext:
+        context = super().get_context(method)
+        assert isinstance(context, (ForkContext, SpawnContext, ForkServerContext))  # its family is these
+        return context
+
 
 def _make_family() -> dict[str, _core.BaseContext]:
     from procpar_core.context import make_family
