@@ -178,3 +178,4 @@ def process_engine(pool: Any) -> Any:
     engine = pool._engine
     assert isinstance(engine, ProcessEngine)
     return engine
+

@@ -155,3 +155,14 @@ def test_an_iterable_that_raises_ends_imap_with_its_error(ctx: Any, chunksize: i
         with pytest.raises(StopIteration):
             next(it)
         assert pool.apply(t.square, (3,)) == 9
+
+
+@pytest.mark.parametrize("method", ["spawn", "forkserver"])
+def test_a_started_worker_imports_no_engine_typing_logging_or_futures(method: str) -> None:
+    # Each would cost every spawned worker milliseconds (the package's face loads Pool and the Executor lazily).
+    import light_targets
+
+    import procpar_core
+
+    with Pool(1, context=procpar_core.get_context(method)) as pool:
+        assert pool.apply(light_targets.heavy_modules_loaded, (None,)) == []
