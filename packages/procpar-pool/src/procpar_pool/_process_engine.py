@@ -45,7 +45,6 @@ failure of the engine itself fails every job.
 from __future__ import annotations
 
 import _thread
-import os
 import select
 import threading
 import time
@@ -63,6 +62,7 @@ from ._handout import hand_out
 from ._protocol import INIT_FAILED, RETIRED, decode_reply
 from ._scheduling import queue_depth, window_bonus
 from ._task import PoolState
+from ._wakeup import WakePipe
 from ._worker import SPIN_SECONDS
 
 TYPE_CHECKING = False
@@ -100,9 +100,7 @@ class ProcessEngine:
         self._mutex = threading.Lock()
         self._state = _RUN
         self._broken: BaseException | None = None
-        self._wake_r, self._wake_w = os.pipe()
-        os.set_blocking(self._wake_w, False)
-        self._wake_pending = False
+        self._wakeup = WakePipe()
         self._watched: set[int] = set()  # worker sockets in the engine's poll set
         # Chunks an adaptive imap may read ahead beyond its window, to keep deep worker queues fed.
         self.window_bonus = 0
@@ -115,7 +113,7 @@ class ProcessEngine:
         try:
             self._fleet.start(processes)
         except BaseException:
-            self._close_wake_pipe()
+            self._wakeup.close()
             raise
         # Started after the workers, which so come from a process without another thread of ours (Python 3.12+
         # warns about forking a multi-threaded process). A bare thread: threading.Thread.start() waits until the
@@ -255,15 +253,7 @@ class ProcessEngine:
 
     def wake(self) -> None:
         """Make the engine thread look at everything again now."""
-        if self._wake_pending:
-            return
-        self._wake_pending = True
-        with self._backlog.lock:  # not while the pipe is closed: its number could belong to another file by then
-            if self._wake_w >= 0:
-                try:
-                    os.write(self._wake_w, b"\0")
-                except (BlockingIOError, OSError):
-                    pass
+        self._wakeup.wake()
 
     def warn_unclosed(self) -> None:
         if self._state is _RUN:
@@ -273,19 +263,8 @@ class ProcessEngine:
         # Another thread of the parent may have held these at the fork; in the child nothing else runs here.
         self._backlog.lock = threading.Lock()
         self._mutex = threading.Lock()
-        self._close_wake_pipe()
+        self._wakeup.close_in_child()
         self._fleet.close_in_child()
-
-    def _close_wake_pipe(self) -> None:
-        # Once closed, the numbers are forgotten: a child forked later must not close whatever reuses them.
-        with self._backlog.lock:
-            fds, self._wake_r, self._wake_w = (self._wake_r, self._wake_w), -1, -1
-        for fd in fds:
-            if fd >= 0:
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
 
     # -- the loop (engine thread) ----------------------------------------------------------------------------
 
@@ -313,7 +292,7 @@ class ProcessEngine:
             traceback.print_exc()
             self._stop_all(RuntimeError(f"the pool's dispatcher failed: {exc!r}"))
         finally:
-            self._close_wake_pipe()
+            self._wakeup.close()
 
     def _handle(self, events: list[tuple[int, int]], by_fd: dict[int, tuple[int, WorkerHandle | None]]) -> bool:
         """Act on what poll() reported, then hand out tasks; True when the pool has stopped."""
@@ -321,14 +300,7 @@ class ProcessEngine:
         for fd, _ in events:
             kind, worker = by_fd.get(fd, (-1, None))
             if kind == _WAKE:
-                try:
-                    os.read(self._wake_r, 4096)
-                except BlockingIOError:
-                    pass
-                # Only now: a wake() between the flag reset and the read would have had its byte drained with
-                # its flag still set, and every later wake() would skip the pipe (the state it changed is looked
-                # at below, after this).
-                self._wake_pending = False
+                self._wakeup.drain()
             elif worker is None or worker not in workers:
                 continue
             elif kind == _SOCKET:
@@ -350,8 +322,8 @@ class ProcessEngine:
 
     def _new_poller(self) -> tuple[select.poll, dict[int, tuple[int, WorkerHandle | None]]]:
         poller = select.poll()
-        by_fd: dict[int, tuple[int, WorkerHandle | None]] = {self._wake_r: (_WAKE, None)}
-        poller.register(self._wake_r, select.POLLIN)
+        by_fd: dict[int, tuple[int, WorkerHandle | None]] = {self._wakeup.reader: (_WAKE, None)}
+        poller.register(self._wakeup.reader, select.POLLIN)
         for worker in self._fleet.workers:
             by_fd[worker.fd] = (_SOCKET, worker)
             poller.register(worker.sentinel, select.POLLIN)
