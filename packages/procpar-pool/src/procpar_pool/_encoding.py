@@ -33,8 +33,9 @@ _NO_CLOUDPICKLE = ("lambdas, closures, nested functions and functions defined in
 def release(task: Task) -> None:
     """A task is over: drop what it carried (the function and arguments were kept in case its worker died
     before starting it) and its shared memory (its worker normally took that already)."""
-    drop_message(task)
-    task.func = task.payload = None
+    if task.segment is not None:
+        drop_message(task)
+    task.func = task.payload = task.data = None
 
 
 def drop_message(task: Task) -> None:

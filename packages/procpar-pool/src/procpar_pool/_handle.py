@@ -77,11 +77,15 @@ class WorkerHandle:
         return ((state is _IDLE or state is _BUSY) and self.deadline is None
                 and (self.quota is None or self.quota > 0))
 
-    def room(self, prefetch: int | None) -> int:
-        """How many more tasks it may be given now (at most its depth, at most its quota)."""
+    def depth(self, prefetch: int | None) -> int:
+        """How many tasks it may hold (``_scheduling.queue_depth`` of its time per task)."""
+        return queue_depth(prefetch, self.service)
+
+    def room(self, depth: int) -> int:
+        """How many more tasks it may be given now, holding at most ``depth`` (and within its quota)."""
         if not self.accepts_work():
             return 0
-        room = queue_depth(prefetch, self.service) - len(self.inflight)
+        room = depth - len(self.inflight)
         return room if self.quota is None else min(room, self.quota)
 
     def awaits_replies(self) -> bool:

@@ -23,9 +23,10 @@ if TYPE_CHECKING:
 __all__ = ["hand_out"]
 
 
-def hand_out(workers: list[WorkerHandle], backlog: Backlog, encoder: TaskEncoder, prefetch: int | None) -> None:
-    """Give idle capacity tasks from ``backlog`` and send them."""
-    slots = [(worker, room) for worker in workers if (room := worker.room(prefetch)) > 0]
+def hand_out(workers: list[WorkerHandle], depths: list[int], backlog: Backlog, encoder: TaskEncoder) -> None:
+    """Give idle capacity tasks from ``backlog`` and send them (``depths``: how many tasks each worker may
+    hold)."""
+    slots = [(worker, room) for worker, depth in zip(workers, depths, strict=True) if (room := worker.room(depth)) > 0]
     if not slots:
         return
     tasks = backlog.take(sum(room for _, room in slots))

@@ -25,6 +25,7 @@ Who owns what:
 * ``_mutex`` guards the workers' handles, their sockets' read-ahead stashes and the tasks set aside: held by
   the engine thread between two polls, by a submitting thread that hands out its job's first tasks, and by
   an ``apply()`` caller on its direct lane.
+* ``WakePipe``'s own lock keeps a ``wake()`` from writing to the pipe while it is closed (``_wakeup``).
 * The wake pipe and the worker sockets belong to the engine; a child forked from this process closes them
   (``_close_in_child``). Each worker's socket pair is made before the worker is forked, and its ``RunningTask``
   (which task it runs, in shared memory) is read when it dies.
@@ -60,7 +61,7 @@ from ._fleet import WorkerFleet
 from ._handle import WorkerState
 from ._handout import hand_out
 from ._protocol import INIT_FAILED, RETIRED, decode_reply
-from ._scheduling import queue_depth, window_bonus
+from ._scheduling import window_bonus
 from ._task import PoolState
 from ._wakeup import WakePipe
 from ._worker import SPIN_SECONDS
@@ -170,8 +171,12 @@ class ProcessEngine:
         if not self._mutex.acquire(False):
             return False
         try:
-            worker = next((w for w in self._fleet.workers if w.accepts_work() and not w.inflight), None)
-            if worker is None or self._state is not _RUN:
+            for worker in self._fleet.workers:
+                if not worker.inflight and worker.accepts_work():
+                    break
+            else:
+                return False
+            if self._state is not _RUN:
                 return False
             task = job.next_task()
             if task is None:
@@ -249,7 +254,7 @@ class ProcessEngine:
         self.terminate()
 
     def consumer_progress(self, job: TaskSource) -> None:
-        self.wake()  # an imap consumer made room: more of its iterable may be read
+        self._wakeup.wake()  # an imap consumer made room: more of its iterable may be read
 
     def wake(self) -> None:
         """Make the engine thread look at everything again now."""
@@ -357,12 +362,13 @@ class ProcessEngine:
         if self._broken is not None:
             return
         workers = self._fleet.workers
+        depths = [worker.depth(self._prefetch) for worker in workers]
         if self._prefetch is None:
             # Published before any job is asked for tasks: an imap reads ahead up to its window as it is then,
             # and its consumer wakes this thread only when it reopens the window it sees; a bonus raised after
             # the read would leave both waiting on each other.
-            self.window_bonus = window_bonus([queue_depth(None, w.service) for w in workers])
-        hand_out(workers, self._backlog, self._encoder, self._prefetch)
+            self.window_bonus = window_bonus(depths)
+        hand_out(workers, depths, self._backlog, self._encoder)
 
     # -- results and deaths ----------------------------------------------------------------------------------
 

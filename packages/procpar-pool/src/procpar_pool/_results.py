@@ -382,7 +382,10 @@ class IMapIterator(Job, Generic[R]):
         ok, value = outcome
         if not ok:
             raise _as_error(value)
-        self._items.extend(cast("list[R]", value))
+        # A chunk's results: a list of R (no cast() call here: this runs once per chunk, and chunks may be
+        # single items).
+        chunk: list[R] = value  # type: ignore[assignment]
+        self._items.extend(chunk)
         return self._items.popleft()
 
 
