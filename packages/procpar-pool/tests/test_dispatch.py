@@ -166,3 +166,37 @@ def test_a_started_worker_imports_no_engine_typing_logging_or_futures(method: st
 
     with Pool(1, context=procpar_core.get_context(method)) as pool:
         assert pool.apply(light_targets.heavy_modules_loaded, (None,)) == []
+
+
+def test_a_worker_that_cannot_start_stops_the_ones_that_did() -> None:
+    # As CPython's suite checks (issue 19675), with a Process stand-in that has no sentinel.
+    started: list[Any] = []
+
+    class FailingProcess:
+        def __init__(self, **kwargs: Any) -> None:
+            self.name = "Fake Process"
+            self.exitcode = None
+            self.state = "made"
+
+        def start(self) -> None:
+            if len(started) == 2:
+                raise OSError("cannot start a third")
+            started.append(self)
+            self.state = "started"
+
+        def terminate(self) -> None:
+            self.state = "stopping"
+
+        def join(self) -> None:
+            if self.state == "stopping":
+                self.state = "stopped"
+
+    class FakeContext:
+        Process = FailingProcess
+
+        def get_start_method(self) -> str:
+            return "fork"
+
+    with pytest.raises(OSError, match="cannot start a third"):
+        Pool(4, context=FakeContext())  # type: ignore[arg-type]  # a stand-in on purpose
+    assert [p.state for p in started] == ["stopped", "stopped"]

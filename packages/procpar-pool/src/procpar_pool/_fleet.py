@@ -101,7 +101,8 @@ class WorkerFleet:
         finally:
             self._unstarted.remove(worker.conn)
             child_end.close()
-        worker.started(worker.process.sentinel)
+        # A Process stand-in without a sentinel (CPython's suite passes one) is watched through its socket only.
+        worker.started(getattr(worker.process, "sentinel", -1))
         self.workers.append(worker)
         self.changed = True
 
