@@ -158,14 +158,26 @@ def test_an_iterable_that_raises_ends_imap_with_its_error(ctx: Any, chunksize: i
 
 
 @pytest.mark.parametrize("method", ["spawn", "forkserver"])
-def test_a_started_worker_imports_no_engine_typing_logging_or_futures(method: str) -> None:
+def test_a_started_worker_imports_no_engine_typing_logging_or_futures(method: str, run_script: Any) -> None:
     # Each would cost every spawned worker milliseconds (the package's face loads Pool and the Executor lazily).
-    import light_targets
+    # A program of its own: under pytest, a spawned child re-imports pytest's script as its main module.
+    result = run_script(f"""
+        import sys
+        import procpar_core
+        import procpar_pool  # Pool itself is used under the main guard only, as "import procpar" programs do
 
-    import procpar_core
+        HEAVY = ("typing", "logging", "concurrent.futures", "procpar_pool._process_engine", "procpar_pool._results",
+                 "procpar_pool.engine")
 
-    with Pool(1, context=procpar_core.get_context(method)) as pool:
-        assert pool.apply(light_targets.heavy_modules_loaded, (None,)) == []
+        def heavy_modules_loaded(_):
+            return [name for name in HEAVY if name in sys.modules]
+
+        if __name__ == "__main__":
+            with procpar_pool.Pool(1, context=procpar_core.get_context({method!r})) as pool:
+                print("loaded:", pool.apply(heavy_modules_loaded, (None,)))
+        """)
+    assert result.returncode == 0, result.stderr
+    assert "loaded: []" in result.stdout, result.stdout
 
 
 def test_a_worker_that_cannot_start_stops_the_ones_that_did() -> None:
