@@ -47,11 +47,24 @@ class Executor(futures.Executor):
 
     def __init__(self, max_workers: int | None = None, mp_context: BaseContext | None = None,
                  initializer: Function | None = None, initargs: tuple[object, ...] = (), *,
-                 max_tasks_per_child: int | None = None, task_timeout: float | None = None) -> None:
-        if max_workers is not None and max_workers <= 0:
-            raise ValueError("max_workers must be greater than 0")
-        self._pool = Pool(max_workers, initializer, initargs, max_tasks_per_child, mp_context,
-                          task_timeout=task_timeout)
+                 max_tasks_per_child: int | None = None, task_timeout: float | None = None,
+                 pool: Pool | None = None) -> None:
+        """``pool``: run the calls on that pool (any engine's: a ``ThreadPool``, a Dask pool) instead of making
+        one from the other arguments, which must then be left out; the executor owns it and shuts it down."""
+        if pool is not None:
+            if (max_workers, mp_context, initializer, initargs, max_tasks_per_child, task_timeout) != (
+                    None, None, None, (), None, None):
+                raise TypeError("Executor(pool=...) takes the pool as it is: configure the pool itself, not the "
+                                "executor")
+            if not isinstance(pool, Pool):
+                raise TypeError(f"pool must be a procpar pool, not {type(pool).__name__}")
+            pool._check_running()
+            self._pool = pool
+        else:
+            if max_workers is not None and max_workers <= 0:
+                raise ValueError("max_workers must be greater than 0")
+            self._pool = Pool(max_workers, initializer, initargs, max_tasks_per_child, mp_context,
+                              task_timeout=task_timeout)
         self._depth = 2 * self._pool._processes
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)  # an item left the queue or a running call ended

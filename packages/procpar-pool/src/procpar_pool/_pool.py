@@ -1,8 +1,11 @@
 """``Pool`` and ``ThreadPool``: the stdlib's API over procpar's engines (``procpar_pool.engine.Engine``).
 
 The documented signatures are kept; what procpar adds is keyword-only: ``task_timeout`` (a per-task time
-limit), ``progress`` (a progress bar for the map family), ``max_ahead`` (how far imap reads its iterable
-ahead of the consumer) and the pool-wide ``prefetch``.
+limit), ``progress`` (a progress bar for the map family; given to the pool, the default of its calls),
+``max_ahead`` (how far imap reads its iterable ahead of the consumer) and the pool-wide ``prefetch``.
+
+A pool whose tasks run elsewhere (procpar-dask's) subclasses ``Pool`` and overrides ``_make_engine``, the
+one hook of the engine API (``procpar_pool.engine``): everything else about the pool stays the same.
 """
 
 from __future__ import annotations
@@ -60,7 +63,7 @@ class Pool:
                  initargs: Iterable[object] = (), maxtasksperchild: int | None = None,
                  context: BaseContext | None = None, *,
                  task_timeout: float | None = None, prefetch: int | None = None,
-                 max_memory_per_child: int | None = None) -> None:
+                 max_memory_per_child: int | None = None, progress: bool | ProgressBar = False) -> None:
         if processes is None:
             processes = os.cpu_count() or 1
         if not isinstance(processes, int) or processes < 1:
@@ -76,7 +79,10 @@ class Pool:
                                                  or max_memory_per_child <= 0):
             raise ValueError(f"max_memory_per_child must be a positive number of bytes or None, not "
                              f"{max_memory_per_child!r}")
+        if not isinstance(progress, bool) and not (hasattr(progress, "update") and hasattr(progress, "close")):
+            raise TypeError("progress must be True, False or an object with update(n) and close() (a tqdm bar)")
         self._processes = processes
+        self._progress = progress  # the map family's default when a call does not say
         self._task_timeout = _check_time_limit(task_timeout)
         self._max_memory = max_memory_per_child
         self._engine = self._make_engine(processes, initializer=initializer, initargs=tuple(initargs),
@@ -87,6 +93,8 @@ class Pool:
     def _make_engine(self, processes: int, *, initializer: Function | None,
                      initargs: tuple[object, ...], maxtasksperchild: int | None, context: BaseContext | None,
                      prefetch: int | None) -> Engine:
+        """The engine that runs this pool's tasks (the subclass hook of ``procpar_pool.engine``); called once,
+        from ``__init__``, after the arguments were checked."""
         if context is None:
             import procpar_core
 
@@ -144,7 +152,7 @@ class Pool:
         return result
 
     def map(self, func: Callable[[T], R], iterable: Iterable[T], chunksize: int | None = None, *,
-            progress: bool | ProgressBar = False, task_timeout: float | None = None) -> list[R]:
+            progress: bool | ProgressBar | None = None, task_timeout: float | None = None) -> list[R]:
         """``list(map(func, iterable))``, computed in chunks by the workers."""
         return self._map_async(func, iterable, MAP, chunksize=chunksize, progress=progress,
                                task_timeout=task_timeout).get()
@@ -152,13 +160,13 @@ class Pool:
     def map_async(self, func: Callable[[T], R], iterable: Iterable[T], chunksize: int | None = None,
                   callback: Callable[[list[R]], object] | None = None,
                   error_callback: Callable[[BaseException], object] | None = None, *,
-                  progress: bool | ProgressBar = False, task_timeout: float | None = None) -> MapResult[R]:
+                  progress: bool | ProgressBar | None = None, task_timeout: float | None = None) -> MapResult[R]:
         """``map`` returning an ``AsyncResult`` of the list."""
         return self._map_async(func, iterable, MAP, chunksize=chunksize, callback=callback,
                                error_callback=error_callback, progress=progress, task_timeout=task_timeout)
 
     def starmap(self, func: Returning[R], iterable: Iterable[Iterable[object]], chunksize: int | None = None,
-                *, progress: bool | ProgressBar = False, task_timeout: float | None = None) -> list[R]:
+                *, progress: bool | ProgressBar | None = None, task_timeout: float | None = None) -> list[R]:
         """``[func(*args) for args in iterable]``, computed in chunks by the workers."""
         return self._map_async(func, iterable, STARMAP, chunksize=chunksize, progress=progress,
                                task_timeout=task_timeout).get()
@@ -166,7 +174,7 @@ class Pool:
     def starmap_async(self, func: Returning[R], iterable: Iterable[Iterable[object]],
                       chunksize: int | None = None, callback: Callable[[list[R]], object] | None = None,
                       error_callback: Callable[[BaseException], object] | None = None, *,
-                      progress: bool | ProgressBar = False, task_timeout: float | None = None) -> MapResult[R]:
+                      progress: bool | ProgressBar | None = None, task_timeout: float | None = None) -> MapResult[R]:
         """``starmap`` returning an ``AsyncResult`` of the list."""
         return self._map_async(func, iterable, STARMAP, chunksize=chunksize, callback=callback,
                                error_callback=error_callback, progress=progress, task_timeout=task_timeout)
@@ -174,7 +182,7 @@ class Pool:
     def _map_async(self, func: Returning[R], iterable: Iterable[object], kind: int, *, chunksize: int | None,
                    callback: Callable[[list[R]], object] | None = None,
                    error_callback: Callable[[BaseException], object] | None = None,
-                   progress: bool | ProgressBar, task_timeout: float | None) -> MapResult[R]:
+                   progress: bool | ProgressBar | None, task_timeout: float | None) -> MapResult[R]:
         self._check_running()
         # Sequences are sliced, not copied: a chunk of a range is a range, which pickles in a few bytes.
         items: Sequence[object] = iterable if isinstance(iterable, (list, tuple, range)) else list(iterable)
@@ -188,7 +196,7 @@ class Pool:
         elif not isinstance(chunksize, int) or chunksize < 1:
             raise ValueError(f"chunksize must be a positive int, not {chunksize!r}")
         chunks = [items[i : i + chunksize] for i in range(0, len(items), chunksize)] if items else []
-        bar = make_progress(progress, len(items)) if items else None
+        bar = make_progress(self._progress if progress is None else progress, len(items)) if items else None
         result = MapResult(self._engine, func, chunks, kind, callback=callback, error_callback=error_callback,
                            time_limit=self._time_limit(task_timeout), progress=bar)
         if chunks:
@@ -196,7 +204,7 @@ class Pool:
         return result
 
     def imap(self, func: Callable[[T], R], iterable: Iterable[T], chunksize: int = 1,
-             buffersize: int | None = None, *, progress: bool | ProgressBar = False,
+             buffersize: int | None = None, *, progress: bool | ProgressBar | None = None,
              task_timeout: float | None = None, max_ahead: int | None = None) -> IMapIterator[R]:
         """A lazy ``map``: results in order as they come; the iterable is read at most ``max_ahead`` chunks
         ahead of the consumer (default: 4 per worker, at least 16). ``buffersize`` is 3.15's name for it."""
@@ -204,14 +212,14 @@ class Pool:
                           _ahead(buffersize, max_ahead))
 
     def imap_unordered(self, func: Callable[[T], R], iterable: Iterable[T], chunksize: int = 1,
-                       buffersize: int | None = None, *, progress: bool | ProgressBar = False,
+                       buffersize: int | None = None, *, progress: bool | ProgressBar | None = None,
                        task_timeout: float | None = None, max_ahead: int | None = None) -> IMapIterator[R]:
         """Like ``imap``, results in the order they finish."""
         return self._imap(IMapUnorderedIterator, func, iterable, chunksize, progress, task_timeout,
                           _ahead(buffersize, max_ahead))
 
     def _imap(self, cls: type[IMapIterator[R]], func: Returning[R], iterable: Iterable[object], chunksize: int,
-              progress: bool | ProgressBar, task_timeout: float | None, max_ahead: int | None) -> IMapIterator[R]:
+              progress: bool | ProgressBar | None, task_timeout: float | None, max_ahead: int | None) -> IMapIterator[R]:
         self._check_running()
         if not isinstance(chunksize, int) or chunksize < 1:
             raise ValueError(f"Chunksize must be 1+, not {chunksize!r}")
@@ -221,7 +229,7 @@ class Pool:
         elif not isinstance(max_ahead, int) or max_ahead < 1:
             raise ValueError(f"max_ahead must be a positive int, not {max_ahead!r}")
         total = len(iterable) if hasattr(iterable, "__len__") else None  # type: ignore[arg-type]
-        bar = make_progress(progress, total)
+        bar = make_progress(self._progress if progress is None else progress, total)
         result = cls(self._engine, func, iterable, chunksize=chunksize, kind=MAP, max_ahead=max_ahead,
                      time_limit=self._time_limit(task_timeout), progress=bar, adaptive=adaptive)
         self._engine.submit(result)

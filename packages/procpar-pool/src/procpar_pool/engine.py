@@ -8,6 +8,11 @@ the engine pulls the job's tasks when it has room (``next_tasks``), runs each ta
 of a map, see ``APPLY``/``MAP``/``STARMAP``), and files each outcome back with the job (``set_outcome``), which
 wakes the caller. ``fail_all`` ends every unfinished task of a job when the pool stops or breaks. A job is asked
 for tasks by one thread at a time.
+
+An engine of another package reaches a pool by subclassing ``procpar_pool.pool.Pool`` and overriding its
+``_make_engine(processes, *, initializer, initargs, maxtasksperchild, context, prefetch) -> Engine`` (the one
+protected hook, versioned with this interface); ``procpar_pool.Executor(pool=...)`` then gives the same engine
+the ``concurrent.futures`` API.
 """
 
 from __future__ import annotations
