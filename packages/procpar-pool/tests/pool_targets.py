@@ -1,4 +1,5 @@
-"""Functions the pool tests run in workers (importable under spawn and forkserver)."""
+"""Functions the pool tests run in workers (importable under spawn and forkserver): those of the shared
+behaviour tests (``pytest_procpar.pool_targets``, re-exported), and those only procpar-pool's own tests use."""
 
 from __future__ import annotations
 
@@ -7,90 +8,7 @@ import signal
 import time
 from typing import Any
 
-
-def square(x: int) -> int:
-    return x * x
-
-
-def add(a: int, b: int) -> int:
-    return a + b
-
-
-def fail(x: Any) -> None:
-    raise ValueError(f"bad {x}")
-
-
-def pid(_: Any = None) -> int:
-    return os.getpid()
-
-
-def sleep_then(x: Any, seconds: float) -> Any:
-    time.sleep(seconds)
-    return x
-
-
-def die(how: str) -> None:
-    if how == "sigkill":
-        os.kill(os.getpid(), signal.SIGKILL)
-    elif how == "exit":
-        os._exit(3)
-    elif how == "segfault":
-        import ctypes
-
-        ctypes.string_at(0)
-    time.sleep(60)
-
-
-def die_on(x: int, bad: int) -> int:
-    if x == bad:
-        os.kill(os.getpid(), signal.SIGKILL)
-    return x
-
-
-def die_on_three(x: int) -> int:
-    return die_on(x, 3)
-
-
-def unpicklable_result(x: int) -> Any:
-    if x == 2:
-        return lambda: None
-    return x
-
-
-class Unpicklable(Exception):
-    def __init__(self) -> None:
-        super().__init__("cannot travel")
-        self.lock = __import__("threading").Lock()
-
-
-def raise_unpicklable(_: Any = None) -> None:
-    raise Unpicklable
-
-
-class NeedsTwoArgs(Exception):
-    """Pickles fine, fails to unpickle (its __init__ wants two arguments)."""
-
-    def __init__(self, a: Any, b: Any) -> None:
-        super().__init__(f"{a}-{b}")
-
-
-def raise_needs_two(_: Any = None) -> None:
-    raise NeedsTwoArgs(1, 2)
-
-
-def failing_initializer() -> None:
-    raise RuntimeError("no database")
-
-
-_initialized: list[int] = []
-
-
-def remember(value: int) -> None:
-    _initialized.append(value)
-
-
-def initialized(_: Any = None) -> list[int]:
-    return _initialized
+from pytest_procpar.pool_targets import *  # noqa: F403
 
 
 def double(a: Any) -> Any:
@@ -113,10 +31,6 @@ def is_shared(a: Any) -> bool:
 
 def die_holding(a: Any) -> None:
     os.kill(os.getpid(), signal.SIGKILL)
-
-
-def identity(x: Any) -> Any:
-    return x
 
 
 def _refuse_to_load() -> None:
@@ -161,16 +75,6 @@ def wait_for_file(path: str) -> str:
     return path
 
 
-def touch_or_fail(path: str) -> None:
-    """Create ``path``; the item named ``.../bad`` raises instead (after the others may have started)."""
-    import os
-
-    if os.path.basename(path) == "bad":
-        raise ValueError("bad item")
-    with open(path, "w"):
-        pass
-
-
 def process_engine(pool: Any) -> Any:
     """The engine of a process pool, checked to be one (tests look at its workers' state)."""
     from procpar_pool._process_engine import ProcessEngine
@@ -178,4 +82,3 @@ def process_engine(pool: Any) -> Any:
     engine = pool._engine
     assert isinstance(engine, ProcessEngine)
     return engine
-

@@ -14,7 +14,6 @@ import pytest
 
 from procpar_pool import (
     PicklingFailedError,
-    TaskTimeoutError,
     WorkerLostError,
 )
 
@@ -29,13 +28,6 @@ def test_a_dead_worker_fails_its_task_and_is_replaced(pool: Any, how: str, words
     assert "replaced" in str(info.value)
     assert pool.map(t.square, range(6)) == [x * x for x in range(6)]
     assert len(pool._pool) == 2 and {p.pid for p in pool._pool} != before
-
-
-def test_map_with_a_dying_item_fails_instead_of_hanging(pool: Any) -> None:
-    with pytest.raises(WorkerLostError, match="SIGKILL"):
-        pool.map(t.die_on_three, range(20), chunksize=1)
-    results = pool.map(t.square, range(4))
-    assert results == [0, 1, 4, 9]
 
 
 def test_die_on_with_args(pool: Any) -> None:
@@ -54,12 +46,6 @@ def test_unpicklable_argument_result_and_exception_fail_one_task(pool: Any) -> N
     with pytest.raises(PicklingFailedError, match="could not be unpickled here"):
         pool.apply(t.raise_needs_two)
     assert pool.apply(t.square, (5,)) == 25
-
-
-def test_lambdas_go_by_value_with_cloudpickle(pool: Any) -> None:
-    pytest.importorskip("cloudpickle")
-    offset = 10
-    assert pool.map(lambda x: x + offset, [1, 2]) == [11, 12]
 
 
 def test_without_cloudpickle_the_error_says_how_to_get_it(pool: Any, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -90,19 +76,6 @@ def test_functions_of_an_interactive_main_run_under_spawn(tmp_path: Any) -> None
                          cwd=str(tmp_path))
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[3, 6, 9]"
-
-
-def test_task_time_limit_stops_the_task_only(pool: Any) -> None:
-    start = time.monotonic()
-    with pytest.raises(TaskTimeoutError, match=r"time limit of 0\.5 s"):
-        pool.apply(t.sleep_then, (1, 60), task_timeout=0.5)
-    assert time.monotonic() - start < 30
-    assert pool.starmap(t.sleep_then, [(1, 0), (2, 0)], task_timeout=30) == [1, 2]
-    with pytest.raises(TaskTimeoutError):
-        pool.starmap(t.sleep_then, [(1, 0), (2, 60)], chunksize=1, task_timeout=0.5)
-    assert pool.apply(t.square, (2,)) == 4
-    with pytest.raises(ValueError, match="task_timeout must be a positive number"):
-        pool.apply(t.square, (2,), task_timeout=-1)
 
 
 KILL_SELF = """

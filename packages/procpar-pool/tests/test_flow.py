@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 import time
 from typing import Any
 
@@ -17,15 +16,6 @@ from procpar_pool import (
 from procpar_pool._scheduling import queue_depth
 
 pytestmark = pytest.mark.timeout(90)
-
-
-def test_progress_bar_without_tqdm(pool: Any, capsys: pytest.CaptureFixture[str],
-                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "tqdm", None)  # as if not installed
-    assert pool.map(t.square, range(20), progress=True) == [x * x for x in range(20)]
-    assert list(pool.imap(t.square, range(5), progress=True)) == [0, 1, 4, 9, 16]
-    err = capsys.readouterr().err
-    assert "20/20" in err and "5/5" in err
 
 
 def test_progress_accepts_a_bar_object(pool: Any) -> None:
@@ -55,16 +45,6 @@ def _endless(pulled: list[int]) -> Any:
         n += 1
 
 
-def test_imap_reads_ahead_only_so_far(pool: Any) -> None:
-    pulled: list[int] = []
-    it = pool.imap(t.square, _endless(pulled), max_ahead=8)
-    assert [next(it) for _ in range(5)] == [0, 1, 4, 9, 16]
-    time.sleep(0.2)  # give the dispatcher every chance to read further than allowed
-    assert len(pulled) <= 5 + 8 + 1
-    unordered = pool.imap_unordered(t.square, _endless(pulled), chunksize=2, max_ahead=3)
-    assert len([next(unordered) for _ in range(6)]) == 6
-
-
 def test_default_read_ahead_widens_for_short_tasks_but_stays_bounded(pool: Any) -> None:
     pulled: list[int] = []
     it = pool.imap(t.square, _endless(pulled))
@@ -83,12 +63,6 @@ def test_prefetch_is_fixed_when_given(ctx: Any) -> None:
         assert list(p.imap(t.square, range(50))) == [x * x for x in range(50)]
         engine = t.process_engine(p)
         assert {queue_depth(engine._prefetch, w.service) for w in engine._fleet.workers} == {1}
-
-
-def test_big_arguments_and_results(pool: Any) -> None:
-    big = os.urandom(3 << 20)
-    assert pool.apply(t.sleep_then, (big, 0)) == big
-    assert pool.map(len, [big] * 4) == [len(big)] * 4
 
 
 def _segments() -> set[str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import pickle
 
 import cloudpickle
+
 from procpar_pool import MaybeEncodingError, PicklingFailedError, RemoteTraceback
 
 from . import _remote

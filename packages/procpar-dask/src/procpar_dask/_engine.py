@@ -29,6 +29,7 @@ import warnings
 import weakref
 
 import cloudpickle
+
 from procpar_pool import PoolClosedError, TaskTimeoutError, WorkerLostError
 from procpar_pool.engine import PoolState
 
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     import distributed
+
     from procpar_pool.engine import Task, TaskSource
 
     from ._cluster import Connection

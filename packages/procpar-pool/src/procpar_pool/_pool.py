@@ -219,7 +219,8 @@ class Pool:
                           _ahead(buffersize, max_ahead))
 
     def _imap(self, cls: type[IMapIterator[R]], func: Returning[R], iterable: Iterable[object], chunksize: int,
-              progress: bool | ProgressBar | None, task_timeout: float | None, max_ahead: int | None) -> IMapIterator[R]:
+              progress: bool | ProgressBar | None, task_timeout: float | None,
+              max_ahead: int | None) -> IMapIterator[R]:
         self._check_running()
         if not isinstance(chunksize, int) or chunksize < 1:
             raise ValueError(f"Chunksize must be 1+, not {chunksize!r}")
