@@ -19,7 +19,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from procpar_pool.engine import Task
 
-__all__ = ["encode_bundle", "decode_reply", "decode_outcome", "encode_initializer"]
+__all__ = ["encode_bundle", "decode_reply", "decode_outcome", "encode_initializer", "unreadable_bundle"]
 
 
 def _body(task: Task) -> tuple[int, object, object]:
@@ -58,13 +58,19 @@ def encode_initializer(initializer: object, initargs: tuple[object, ...]) -> byt
                                   f"the Dask workers: {type(err).__name__}: {err}") from err
 
 
-def decode_reply(data: bytes) -> tuple[str, float, list[bytes]]:
-    """A bundle's reply: ``(worker address, seconds it ran, one pickled outcome per task)``."""
+def decode_reply(data: bytes) -> tuple[str, float, list[bytes], str | None, bool]:
+    """A bundle's reply: ``(worker address, seconds it ran, one pickled outcome per task it ran, why it could
+    not run the bundle at all or None, whether the worker has reached maxtasksperchild)``."""
     reply = pickle.loads(data)
-    if not (isinstance(reply, tuple) and len(reply) == 3 and isinstance(reply[2], list)):
-        raise ValueError(f"a bundle's reply is not (worker, seconds, outcomes): {type(reply).__name__}")
-    address, seconds, outcomes = reply
-    return str(address), float(seconds), outcomes
+    if not (isinstance(reply, tuple) and len(reply) == 5 and isinstance(reply[2], list)):
+        raise ValueError(f"a bundle's reply is not (worker, seconds, outcomes, problem, spent): "
+                         f"{type(reply).__name__}")
+    address, seconds, outcomes, problem, spent = reply
+    return str(address), float(seconds), outcomes, None if problem is None else str(problem), bool(spent)
+
+
+def unreadable_bundle(message: str) -> PicklingFailedError:
+    return PicklingFailedError(f"the task could not be unpickled on the Dask worker: {message}")
 
 
 def decode_outcome(data: bytes) -> tuple[bool, object]:
@@ -84,7 +90,7 @@ def decode_outcome(data: bytes) -> tuple[bool, object]:
         if what == _remote.EXCEPTION_UNPICKLABLE:
             return False, PicklingFailedError(f"the task raised, and its exception could not be pickled to send "
                                               f"it back: {message}")
-        return False, PicklingFailedError(f"the task could not be unpickled on the Dask worker: {message}")
+        return False, unreadable_bundle(message)
     exc, tb = value
     if tb:
         exc.__cause__ = RemoteTraceback(tb)

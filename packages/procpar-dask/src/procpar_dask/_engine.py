@@ -35,7 +35,7 @@ from procpar_pool.engine import PoolState
 
 from . import _remote
 from ._bundles import bundle_size, updated_estimate
-from ._encoding import decode_outcome, decode_reply, encode_bundle, encode_initializer
+from ._encoding import decode_outcome, decode_reply, encode_bundle, encode_initializer, unreadable_bundle
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -59,17 +59,26 @@ _DEPTH = 2
 # How often the engine asks the scheduler which workers there are (workers join, leave, scale).
 _REFRESH_SECONDS = 2.0
 _names = itertools.count(1)
+# How many times a bundle is sent again after losing its worker to a restart the pool caused (a bound, so that
+# a task that kills its workers on a cluster that reuses addresses cannot go round for ever).
+_EXCUSALS = 3
+# A worker that reached maxtasksperchild restarts within moments; past this its address is ordinary again.
+_LEAVING_SECONDS = 120.0
+# How often the engine looks at a bundle the scheduler runs again.
+_RECOMPUTE_POLL = 0.05
 
 
 class _Bundle:
     """Pool tasks sent together as one Dask task."""
 
-    __slots__ = ("attempts", "blob", "deadline", "future", "tasks")
+    __slots__ = ("attempts", "blob", "deadline", "excusals", "excused", "future", "tasks")
 
     def __init__(self, tasks: list[Task], blob: bytes) -> None:
         self.tasks = tasks
         self.blob = blob
         self.attempts = 0
+        self.excused = False  # on a worker the engine restarts: its loss is not the tasks' doing
+        self.excusals = 0
         self.future: distributed.Future | None = None
         self.deadline: float | None = None
 
@@ -94,20 +103,27 @@ class DaskEngine:
         self._client = connection.client
         self._limit = processes  # tasks at a time asked by the caller; None: the cluster's threads
         self._retries = retries
+        self._maxtasks = maxtasksperchild
         self._name = f"procpar-{id(self):x}-{next(_names)}"
         self._seq = itertools.count()
         self._lock = threading.Lock()
         self._state = _RUN
         self._backlog: collections.deque[TaskSource] = collections.deque()
         self._ready: collections.deque[Task] = collections.deque()  # taken from jobs, not sent yet
-        self._events: queue.SimpleQueue[_Bundle | None] = queue.SimpleQueue()
+        # finished bundles, None (a wake-up), or the address of a worker at maxtasksperchild to restart
+        self._events: queue.SimpleQueue[_Bundle | str | None] = queue.SimpleQueue()
         self._inflight: dict[str, _Bundle] = {}  # Dask key -> bundle
         self._paces: weakref.WeakKeyDictionary[TaskSource, _JobPace] = weakref.WeakKeyDictionary()
-        self._restarting: set[str] = set()  # workers the engine restarts: their deaths are not the tasks'
+        self._restarting: set[str] = set()  # workers the engine is restarting now
+        self._leaving: dict[str, float] = {}  # worker at maxtasksperchild -> since when
+        # Bundles whose reply was lost with its worker before the engine fetched it: the scheduler runs them
+        # again, and their futures fire no second callback, so the engine looks at them itself.
+        self._recomputing: dict[str, _Bundle] = {}
         self._broken: BaseException | None = None
         self._threads: dict[str, int] = {}
         self._refreshed = 0.0
         self._plugin: str | None = None
+        self._topic: str | None = None
         self._refresh()
         if initializer is not None or maxtasksperchild is not None:
             self._register_plugin(initializer, initargs, maxtasksperchild)
@@ -190,8 +206,14 @@ class DaskEngine:
                          maxtasks: int | None) -> None:
         blob = None if initializer is None else encode_initializer(initializer, initargs)
         name = f"{self._name}-plugin"
+        prefix = f"{self._name}-"
+        if maxtasks is not None:
+            events = self._events
+            self._topic = _remote.restart_topic(prefix)
+            self._client.subscribe_topic(self._topic, lambda event: events.put(str(event[1]["worker"])))
         try:
-            replies = self._client.register_plugin(_remote.PoolPlugin(blob, maxtasks), name=name)
+            plugin = _remote.PoolPlugin(blob, maxtasks, prefix=prefix)
+            replies = self._client.register_plugin(plugin, name=name)
         except Exception as exc:
             self._initializer_failed(exc)
             return
@@ -229,16 +251,20 @@ class DaskEngine:
                     item = self._events.get(timeout=self._wait_time())
                 except queue.Empty:
                     item = None
-                done = [] if item is None else [item]
+                items = [item]
                 while True:
                     try:
-                        more = self._events.get_nowait()
+                        items.append(self._events.get_nowait())
                     except queue.Empty:
                         break
-                    if more is not None:
-                        done.append(more)
+                done = [i for i in items if isinstance(i, _Bundle)]
+                for worker in {i for i in items if isinstance(i, str)}:
+                    if worker not in self._restarting:
+                        self._restart(worker)  # it reached maxtasksperchild and the pool has its replies
                 if self._state is _TERMINATE:
                     break
+                if self._recomputing:
+                    done.extend(self._recomputed())
                 if done:
                     self._collect(done)
                 self._check_deadlines()
@@ -259,7 +285,21 @@ class DaskEngine:
         wait = None if not deadlines else max(0.0, min(deadlines) - time.monotonic())
         if self._backlog or self._inflight:
             wait = _REFRESH_SECONDS if wait is None else min(wait, _REFRESH_SECONDS)
+        if self._recomputing:
+            wait = _RECOMPUTE_POLL if wait is None else min(wait, _RECOMPUTE_POLL)
         return wait
+
+    def _recomputed(self) -> list[_Bundle]:
+        """The recomputed bundles that have finished (or failed) since the last look."""
+        ready = []
+        for key, bundle in list(self._recomputing.items()):
+            future = bundle.future
+            if future is None or self._inflight.get(key) is not bundle:
+                del self._recomputing[key]
+            elif future.status not in ("lost", "pending"):
+                del self._recomputing[key]
+                ready.append(bundle)
+        return ready
 
     def _fill(self) -> None:
         capacity = self._capacity()
@@ -290,6 +330,8 @@ class DaskEngine:
             return [first]
         pace = self._pace(first.job)
         size = bundle_size(pace.estimate, pace.sent)
+        if self._maxtasks is not None:
+            size = min(size, self._maxtasks)  # a worker runs at most that many before it is replaced
         pace.sent += 1
         # Let an adaptive imap read ahead what full bundles on every slot need.
         self.window_bonus = max(self.window_bonus, min(size * capacity, 4 * 4096))
@@ -327,20 +369,28 @@ class DaskEngine:
             pace = self._paces[job] = _JobPace()
         return pace
 
-    def _send(self, tasks: list[Task]) -> None:
+    def _send(self, tasks: list[Task], avoid: str | None = None) -> None:
         blob, tasks, unpicklable = encode_bundle(tasks)
         for task, error in unpicklable:
             task.job.set_outcome(task.index, False, error)
         if blob is None:
             return
         bundle = _Bundle(tasks, blob)
-        self._submit(bundle)
+        self._submit(bundle, avoid)
 
-    def _submit(self, bundle: _Bundle) -> None:
+    def _submit(self, bundle: _Bundle, avoid: str | None = None) -> None:
+        """Hand the bundle to the scheduler; ``avoid``: a worker that declined it (it is leaving), which the
+        scheduler is asked to pass over while another can take it."""
         key = f"{self._name}-{next(self._seq)}"
         events = self._events
+        leaving = [w for w in self._leaving if self._is_leaving(w)]
+        if avoid is not None:
+            leaving.append(avoid)
+        others = [w for w in self._threads if w not in leaving] if leaving else []
+        where: dict[str, object] = {"workers": others, "allow_other_workers": True} if others else {}
         try:
-            future = self._client.submit(_remote.run_bundle, self._plugin, bundle.blob, key=key, pure=False)
+            future = self._client.submit(_remote.run_bundle, self._plugin, bundle.blob, key=key, pure=False,
+                                         **where)
         except Exception as exc:
             self._fail(bundle, WorkerLostError(f"the task could not be sent to the Dask scheduler: {exc!r}"))
             return
@@ -358,6 +408,10 @@ class DaskEngine:
                 continue  # timed out, or resubmitted under a new key
             if future.status == "finished":
                 finished.append(bundle)
+            elif future.status in ("lost", "pending"):
+                # Finished, then its worker died before the engine fetched the reply: Dask runs it again. (In a
+                # maxtasksperchild restart that is a declined bundle, which ran nothing the first time.)
+                self._recomputing[future.key] = bundle
             else:
                 del self._inflight[future.key]
                 self._lost(bundle)
@@ -365,7 +419,7 @@ class DaskEngine:
             return
         futures = [b.future for b in finished]
         try:
-            replies = self._client.gather(futures)
+            replies = self._client.gather(futures, errors="raise")
         except Exception:
             replies = None
         for position, bundle in enumerate(finished):
@@ -384,14 +438,20 @@ class DaskEngine:
 
     def _file(self, bundle: _Bundle, reply: bytes) -> None:
         try:
-            _, seconds, outcomes = decode_reply(reply)
+            address, seconds, outcomes, problem, spent = decode_reply(reply)
         except Exception as exc:
             self._fail(bundle, RuntimeError(f"a Dask task's reply could not be read: {exc!r}"))
             return
-        tasks = bundle.tasks
-        if len(outcomes) != len(tasks):  # the bundle could not be unpickled there: one outcome says why
-            ok, error = decode_outcome(outcomes[0])
-            self._fail(bundle, error if isinstance(error, BaseException) else RuntimeError(repr(error)))
+        if problem is not None:
+            self._fail(bundle, unreadable_bundle(problem))
+            return
+        if spent:  # maxtasksperchild: the worker restarts itself once the pool has its replies
+            self._leaving.setdefault(address, time.monotonic())
+        tasks = bundle.tasks[:len(outcomes)]
+        declined = bundle.tasks[len(outcomes):]
+        if declined:  # the worker reached maxtasksperchild: the rest goes elsewhere, as a bundle of its own
+            self._send(declined, avoid=address)
+        if not tasks:
             return
         job = tasks[0].job
         pace = self._pace(job)
@@ -423,8 +483,13 @@ class DaskEngine:
             exc = err
         worker = getattr(getattr(exc, "last_worker", None), "address", None)
         if worker is not None:
-            if worker in self._restarting:
-                self._submit(bundle)  # the engine restarted that worker (another task's time limit)
+            expected = bundle.excused or worker in self._restarting or self._is_leaving(worker)
+            if expected and bundle.excusals < _EXCUSALS:
+                # The engine restarted that worker (another task's time limit) or it restarted itself
+                # (maxtasksperchild): not the tasks' doing.
+                bundle.excused = False
+                bundle.excusals += 1
+                self._submit(bundle)
                 return
             if bundle.attempts < self._retries:
                 bundle.attempts += 1
@@ -436,6 +501,15 @@ class DaskEngine:
             return
         error = exc if isinstance(exc, BaseException) else RuntimeError(f"the Dask task failed: {exc!r}")
         self._fail(bundle, error)
+
+    def _is_leaving(self, worker: str) -> bool:
+        since = self._leaving.get(worker)
+        if since is None:
+            return False
+        if time.monotonic() - since > _LEAVING_SECONDS:  # long gone; its address may serve a new worker
+            del self._leaving[worker]
+            return False
+        return True
 
     def _fail(self, bundle: _Bundle, error: BaseException) -> None:
         for task in bundle.tasks:
@@ -461,27 +535,62 @@ class DaskEngine:
             if future is not None:
                 future.cancel()
             return
+        self._restart(worker, future)
+
+    def _restart(self, worker: str, future: distributed.Future | None = None) -> None:
+        """Restart ``worker`` (its nanny starts a fresh process), then cancel ``future``, the task that made the
+        engine restart it; what else of the pool's it held is sent again, as the restart is not its doing."""
         self._restarting.add(worker)
+        self._excuse(worker)
 
         def restart() -> None:
             # Off the engine thread: a restart takes a second or more, and the other tasks go on meanwhile.
             try:
-                self._client.restart_workers([worker], raise_for_error=False)
+                self._client.restart_workers([worker], timeout=60, raise_for_error=False)
             except Exception as exc:
-                print(f"procpar-dask: could not restart the Dask worker {worker} running a task past its time "
-                      f"limit: {exc!r}", file=sys.stderr)
+                print(f"procpar-dask: could not restart the Dask worker {worker}: {exc!r}", file=sys.stderr)
             finally:
                 if future is not None:
-                    future.cancel()
+                    try:
+                        future.cancel()
+                    except Exception:
+                        pass  # the pool has stopped and closed its client meanwhile: nothing left to cancel
                 self._restarting.discard(worker)
                 self.wake()
 
         threading.Thread(target=restart, name="procpar-dask-restart", daemon=True).start()
 
+    def _where(self) -> dict[str, str]:
+        """Key -> the worker it runs on (or waits for a thread on), for the bundles in flight."""
+        try:
+            found = self._client.run_on_scheduler(_remote.processing_on_many, list(self._inflight))
+        except Exception:
+            return {}
+        return {str(k): str(v) for k, v in found.items()}
+
+    def _excuse(self, worker: str) -> None:
+        for key, address in self._where().items():
+            if address == worker and key in self._inflight:
+                self._inflight[key].excused = True
+
+    def _stop_running_tasks(self) -> None:
+        """terminate() on a cluster the pool does not own: Dask cannot stop a running task, so the workers
+        running the pool's tasks are restarted (by their nannies), as the local pool kills its workers."""
+        workers = sorted(set(self._where().values()))
+        if not workers:
+            return
+        try:
+            self._client.restart_workers(workers, timeout=60, raise_for_error=False)
+        except Exception as exc:
+            print(f"procpar-dask: terminate() could not restart the Dask workers {workers} running the pool's "
+                  f"tasks (do they run under nannies?): {exc!r}", file=sys.stderr)
+
     def _stop(self) -> None:
         """The engine thread's last act: nothing left running, everything unfinished failed, the cluster the
         pool started closed."""
         error: BaseException = self._broken or PoolClosedError("the pool was terminated before this task ran")
+        if self._state is _TERMINATE and self._inflight and self._connection.cluster is None:
+            self._stop_running_tasks()
         bundles = list(self._inflight.values())
         self._inflight.clear()
         futures = [b.future for b in bundles if b.future is not None]
@@ -501,6 +610,11 @@ class DaskEngine:
         self._ready.clear()
         for job in jobs:
             job.fail_all(error)
+        if self._topic is not None:
+            try:
+                self._client.unsubscribe_topic(self._topic)
+            except Exception:
+                pass
         if self._plugin is not None and self._connection.cluster is None:  # a cluster that outlives the pool
             try:
                 self._client.unregister_worker_plugin(self._plugin)
