@@ -34,14 +34,18 @@ PACKAGES: dict[str, tuple[str, str, list[str]]] = {
     "pool": ("procpar-pool", "procpar_pool", ["procpar-core", "procpar-sync"]),
     "meta": ("procpar", "procpar", ["procpar-core", "procpar-sync", "procpar-shm", "procpar-managers",
                                     "procpar-pool"]),
+    # distributed and cloudpickle come from the package index, the procpar packages from the tree.
+    "dask": ("procpar-dask", "procpar_dask", ["procpar-core", "procpar-sync", "procpar-pool"]),
 }
-ALL_IMPORT_NAMES = ["procpar_core", "procpar_sync", "procpar_shm", "procpar_managers", "procpar_pool", "procpar"]
+ALL_IMPORT_NAMES = ["procpar_core", "procpar_sync", "procpar_shm", "procpar_managers", "procpar_pool", "procpar",
+                    "procpar_dask"]
 # The shared fixtures (ctx over the start methods, run_script): one pytest plugin from tools/, not a conftest
 # copied into each package's tests.
 TEST_PLUGIN = str(ROOT / "tools" / "pytest-procpar")
 TEST_DEPS = ["pytest>=7", "pytest-timeout>=2.1", "hypothesis>=6", "cloudpickle>=2.0", TEST_PLUGIN]
 # Per package: what its tests use beyond TEST_DEPS (numpy: zero-copy views of shared memory, large buffers).
-EXTRA_TEST_DEPS: dict[str, list[str]] = {"shm": ["numpy"], "pool": ["numpy"]}
+# bokeh: the Dask scheduler's dashboard, whose link the pool prints.
+EXTRA_TEST_DEPS: dict[str, list[str]] = {"shm": ["numpy"], "pool": ["numpy"], "dask": ["bokeh"]}
 
 nox.options.default_venv_backend = "venv"
 nox.options.error_on_missing_interpreters = False
@@ -143,7 +147,7 @@ def typecheck(session: nox.Session) -> None:
     """mypy --strict over every package's src (no explicit Any in the pool and the managers: see pyproject.toml),
     then mypy over every package's tests (tools/typecheck_tests.py)."""
     # The tests' own imports (pytest, hypothesis, numpy, ...) must resolve for their types to be checked.
-    session.install("mypy>=1.8", *TEST_DEPS, "numpy")
+    session.install("mypy>=1.8", *TEST_DEPS, "numpy", "distributed>=2024.8")
     src_dirs = [str(PACKAGES_DIR / dist / "src") for dist, _, _ in PACKAGES.values()]
     session.env["MYPYPATH"] = os.pathsep.join(src_dirs)
     session.run("mypy", "--strict", *(f"-p={imp}" for _, imp, _ in PACKAGES.values()))

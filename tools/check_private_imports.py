@@ -14,7 +14,8 @@ import pathlib
 import sys
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-PACKAGES = {"procpar_core", "procpar_sync", "procpar_shm", "procpar_managers", "procpar_pool", "procpar"}
+PACKAGES = {"procpar_core", "procpar_sync", "procpar_shm", "procpar_managers", "procpar_pool", "procpar",
+            "procpar_dask"}
 
 
 def _private(module: str) -> bool:

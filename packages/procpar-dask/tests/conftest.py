@@ -1,3 +1,5 @@
+# mypy: disallow-untyped-calls=False
+# (distributed is typed only in part)
 """procpar-dask's fixtures: the two clusters the tests run on, and the pools made on them.
 
 * ``local``: a ``LocalCluster`` of two worker processes (one thread each) started in the test process, shared by
@@ -104,7 +106,7 @@ def external_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Clust
                                                   env=env, stdout=logs, stderr=subprocess.STDOUT))
             client = distributed.Client(scheduler_file=str(scheduler_file), set_as_default=False)
             try:
-                yield Cluster("external", client.scheduler.address, client)
+                yield Cluster("external", str(client.scheduler_info()["address"]), client)
             finally:
                 client.close()
         finally:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import urllib.request
 
 import dask
 import distributed
@@ -33,11 +34,14 @@ class Connection:
         return {str(address): int(n) for address, n in self.client.nthreads().items()}
 
     def dashboard(self) -> str | None:
-        """The dashboard's address, when the scheduler runs one."""
+        """The dashboard's address, when the scheduler serves one. Its HTTP server runs without the dashboard
+        too (no bokeh, ``--no-dashboard``: health checks and metrics only), so the page itself is asked for."""
         try:
             if "dashboard" not in self.client.scheduler_info().get("services", {}):
                 return None
-            return str(self.client.dashboard_link)
+            link = str(self.client.dashboard_link)
+            with urllib.request.urlopen(link, timeout=5) as page:
+                return link if page.status == 200 else None
         except Exception:
             return None
 

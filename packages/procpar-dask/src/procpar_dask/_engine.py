@@ -31,7 +31,7 @@ import weakref
 import cloudpickle
 
 from procpar_pool import PoolClosedError, TaskTimeoutError, WorkerLostError
-from procpar_pool.engine import PoolState
+from procpar_pool.engine import APPLY, PoolState
 
 from . import _remote
 from ._bundles import bundle_size, updated_estimate
@@ -71,7 +71,7 @@ _RECOMPUTE_POLL = 0.05
 class _Bundle:
     """Pool tasks sent together as one Dask task."""
 
-    __slots__ = ("attempts", "blob", "deadline", "excusals", "excused", "future", "tasks")
+    __slots__ = ("attempts", "blob", "deadline", "excusals", "excused", "future", "key", "tasks")
 
     def __init__(self, tasks: list[Task], blob: bytes) -> None:
         self.tasks = tasks
@@ -79,7 +79,8 @@ class _Bundle:
         self.attempts = 0
         self.excused = False  # on a worker the engine restarts: its loss is not the tasks' doing
         self.excusals = 0
-        self.future: distributed.Future | None = None
+        self.future: distributed.Future[bytes] | None = None
+        self.key = ""  # of its Dask task now
         self.deadline: float | None = None
 
 
@@ -114,6 +115,7 @@ class DaskEngine:
         self._events: queue.SimpleQueue[_Bundle | str | None] = queue.SimpleQueue()
         self._inflight: dict[str, _Bundle] = {}  # Dask key -> bundle
         self._paces: weakref.WeakKeyDictionary[TaskSource, _JobPace] = weakref.WeakKeyDictionary()
+        self._apply_pace = _JobPace()
         self._restarting: set[str] = set()  # workers the engine is restarting now
         self._leaving: dict[str, float] = {}  # worker at maxtasksperchild -> since when
         # Bundles whose reply was lost with its worker before the engine fetched it: the scheduler runs them
@@ -328,7 +330,7 @@ class DaskEngine:
         first = ready.popleft()
         if first.time_limit is not None:
             return [first]
-        pace = self._pace(first.job)
+        pace = self._pace(first)
         size = bundle_size(pace.estimate, pace.sent)
         if self._maxtasks is not None:
             size = min(size, self._maxtasks)  # a worker runs at most that many before it is replaced
@@ -363,7 +365,12 @@ class DaskEngine:
                     except ValueError:
                         pass
 
-    def _pace(self, job: TaskSource) -> _JobPace:
+    def _pace(self, task: Task) -> _JobPace:
+        """A map's pace is its own; every ``apply`` shares one, as each call is a job of a single task and a
+        flood of them must reach full bundles too."""
+        if task.kind == APPLY:
+            return self._apply_pace
+        job = task.job
         pace = self._paces.get(job)
         if pace is None:
             pace = self._paces[job] = _JobPace()
@@ -395,6 +402,7 @@ class DaskEngine:
             self._fail(bundle, WorkerLostError(f"the task could not be sent to the Dask scheduler: {exc!r}"))
             return
         bundle.future = future
+        bundle.key = key
         limit = bundle.tasks[0].time_limit
         bundle.deadline = None if limit is None else time.monotonic() + limit
         self._inflight[key] = bundle
@@ -404,16 +412,16 @@ class DaskEngine:
         finished: list[_Bundle] = []
         for bundle in done:
             future = bundle.future
-            if future is None or self._inflight.get(future.key) is not bundle:
+            if future is None or self._inflight.get(bundle.key) is not bundle:
                 continue  # timed out, or resubmitted under a new key
             if future.status == "finished":
                 finished.append(bundle)
             elif future.status in ("lost", "pending"):
                 # Finished, then its worker died before the engine fetched the reply: Dask runs it again. (In a
                 # maxtasksperchild restart that is a declined bundle, which ran nothing the first time.)
-                self._recomputing[future.key] = bundle
+                self._recomputing[bundle.key] = bundle
             else:
-                del self._inflight[future.key]
+                del self._inflight[bundle.key]
                 self._lost(bundle)
         if not finished:
             return
@@ -424,7 +432,7 @@ class DaskEngine:
             replies = None
         for position, bundle in enumerate(finished):
             assert bundle.future is not None
-            del self._inflight[bundle.future.key]
+            del self._inflight[bundle.key]
             if replies is not None:
                 reply = replies[position]
             else:
@@ -453,8 +461,7 @@ class DaskEngine:
             self._send(declined, avoid=address)
         if not tasks:
             return
-        job = tasks[0].job
-        pace = self._pace(job)
+        pace = self._pace(tasks[0])
         pace.estimate = updated_estimate(pace.estimate, seconds, len(tasks))
         by_job: dict[int, tuple[TaskSource, list[tuple[int, bool, object]]]] = {}
         for task, data in zip(tasks, outcomes, strict=True):
@@ -537,7 +544,7 @@ class DaskEngine:
             return
         self._restart(worker, future)
 
-    def _restart(self, worker: str, future: distributed.Future | None = None) -> None:
+    def _restart(self, worker: str, future: distributed.Future[bytes] | None = None) -> None:
         """Restart ``worker`` (its nanny starts a fresh process), then cancel ``future``, the task that made the
         engine restart it; what else of the pool's it held is sent again, as the restart is not its doing."""
         self._restarting.add(worker)

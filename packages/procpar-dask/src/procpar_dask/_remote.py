@@ -20,6 +20,7 @@ import itertools
 import pickle
 import time
 import traceback
+from typing import Any, cast
 
 from distributed.diagnostics.plugin import WorkerPlugin
 
@@ -67,7 +68,7 @@ def processing_on_many(keys: list[str], dask_scheduler: Scheduler) -> dict[str, 
     return found
 
 
-class PoolPlugin(WorkerPlugin):  # type: ignore[misc]  # distributed is untyped here
+class PoolPlugin(WorkerPlugin):
     """One per pool, on every worker, including workers that join or restart later: runs the pool's
     initializer once in the worker, and counts the pool's tasks there for ``maxtasksperchild``.
 
@@ -130,13 +131,13 @@ def restart_topic(prefix: str) -> str:
     return f"{prefix}restart"
 
 
-def _run(kind: int, func: Callable[..., object], payload: object) -> object:
+def _run(kind: int, func: Callable[..., object], payload: Any) -> object:
     if kind == _APPLY:
-        args, kwds = payload  # type: ignore[misc]
+        args, kwds = payload
         return func(*args, **kwds)
     if kind == _MAP:
-        return list(map(func, payload))  # type: ignore[call-overload]
-    return list(itertools.starmap(func, payload))  # type: ignore[call-overload]
+        return list(map(func, payload))
+    return list(itertools.starmap(func, payload))
 
 
 def _dump(ok: bool, value: object) -> bytes:
@@ -165,7 +166,7 @@ def _plugin(name: str | None) -> PoolPlugin | None:
     plugin = get_worker().plugins.get(name)
     # Not isinstance: the plugin and this function travelled by value separately, each rebuilding its own copy
     # of the PoolPlugin class on the worker.
-    return plugin if getattr(plugin, "procpar_pool_plugin", False) else None  # type: ignore[no-any-return]
+    return cast("PoolPlugin", plugin) if getattr(plugin, "procpar_pool_plugin", False) else None
 
 
 def _address() -> str:
