@@ -156,11 +156,16 @@ def typecheck(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """procpar against the stdlib on the same workloads, in one run; prints ratios."""
+    """procpar against the stdlib on the same workloads, in one run; prints ratios. Then procpar-dask against
+    Dask's client.map and executor on a LocalCluster (benchmarks/dask_run.py)."""
     session.env.pop("PYTHONDONTWRITEBYTECODE", None)  # the stdlib's bytecode is precompiled: ours too
-    _install_closure(session, "procpar", "numpy")  # numpy: the pool-arrays workload
+    # numpy: the pool-arrays workload; procpar-dask: its rows against Dask's own client.map and executor.
+    dists = [*_closure("procpar"), *(d for d in _closure("procpar-dask") if d not in _closure("procpar"))]
+    session.install(*(str(PACKAGES_DIR / d) for d in dists), "numpy")
     session.run("python", "-m", "compileall", "-q", session.virtualenv.location, silent=True)
     session.run("python", str(ROOT / "benchmarks" / "run.py"), *session.posargs)
+    session.run("python", str(ROOT / "benchmarks" / "dask_run.py"),
+                *(a for a in session.posargs if a == "--quick"))
 
 
 @nox.session
