@@ -7,6 +7,10 @@
 * ``run_script``: run a program in a fresh interpreter (with this one's ``sys.path``) and get its
   ``CompletedProcess``: for what only a whole program shows (exit codes, Ctrl-C, ``__main__`` handling).
 * ``start_methods()``: the methods ``ctx`` covers, for tests parametrised by hand.
+
+Modules beside it: ``pool_behaviour``, the pool's behaviour tests shared by every engine (a package imports
+them into a test module and provides the ``pools`` and ``pool`` fixtures: procpar-pool over the start methods,
+procpar-dask over two clusters), and ``pool_targets``, the functions those tests run in workers.
 """
 
 from __future__ import annotations
