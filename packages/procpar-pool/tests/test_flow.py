@@ -36,18 +36,9 @@ def test_progress_accepts_a_bar_object(pool: Any) -> None:
         pool.map(t.square, [1], progress="yes")
 
 
-def _endless(pulled: list[int]) -> Any:
-    """0, 1, 2, ... forever, noting in ``pulled`` each number handed out."""
-    n = 0
-    while True:
-        pulled.append(n)
-        yield n
-        n += 1
-
-
 def test_default_read_ahead_widens_for_short_tasks_but_stays_bounded(pool: Any) -> None:
     pulled: list[int] = []
-    it = pool.imap(t.square, _endless(pulled))
+    it = pool.imap(t.square, t.endless(pulled))
     assert [next(it) for _ in range(3000)] == [x * x for x in range(3000)]
     time.sleep(0.2)  # give the dispatcher every chance to read further than allowed
     # Short tasks deepen each worker's queue (up to 64) and the window with it, never beyond that bound.

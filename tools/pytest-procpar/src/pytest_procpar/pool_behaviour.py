@@ -15,7 +15,6 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 from concurrent.futures import Executor
 from typing import Any, Protocol
 
@@ -295,26 +294,18 @@ def test_progress_given_to_the_pool_is_the_calls_default(pools: PoolMaker,
     assert "12/12" in err and "3/3" not in err
 
 
-def _endless(pulled: list[int]) -> Iterator[int]:
-    n = 0
-    while True:
-        pulled.append(n)
-        yield n
-        n += 1
-
-
 def test_imap_reads_a_generator_lazily_and_only_so_far(pool: Any) -> None:
     pulled: list[int] = []
-    it = pool.imap(t.square, _endless(pulled), max_ahead=8)
+    it = pool.imap(t.square, t.endless(pulled), max_ahead=8)
     assert [next(it) for _ in range(5)] == [0, 1, 4, 9, 16]
     assert len(pulled) <= 5 + 8 + 1
-    unordered = pool.imap_unordered(t.square, _endless(pulled), chunksize=2, max_ahead=3)
+    unordered = pool.imap_unordered(t.square, t.endless(pulled), chunksize=2, max_ahead=3)
     assert len([next(unordered) for _ in range(6)]) == 6
 
 
 def test_imap_default_read_ahead_stays_bounded(pool: Any) -> None:
     pulled: list[int] = []
-    it = pool.imap(t.square, _endless(pulled))
+    it = pool.imap(t.square, t.endless(pulled))
     assert [next(it) for _ in range(3000)] == [x * x for x in range(3000)]
     assert len(pulled) < 3000 + 20_000
 

@@ -10,6 +10,7 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 
@@ -117,3 +118,13 @@ def append_line(path: str, line: str) -> None:
     """Append ``line`` to the file at ``path`` (how a test counts the calls that really ran)."""
     with open(path, "a") as f:
         f.write(line + "\n")
+
+
+def endless(pulled: list[int]) -> Iterator[int]:
+    """0, 1, 2, ... forever, noting in ``pulled`` each number handed out (an input ``imap`` must read lazily)."""
+    n = 0
+    while True:
+        pulled.append(n)
+        yield n
+        n += 1
+
