@@ -390,7 +390,7 @@ class DaskEngine:
         scheduler is asked to pass over while another can take it."""
         key = f"{self._name}-{next(self._seq)}"
         events = self._events
-        leaving = [w for w in self._leaving if self._is_leaving(w)]
+        leaving = [w for w in list(self._leaving) if self._is_leaving(w)]  # _is_leaving drops stale ones
         if avoid is not None:
             leaving.append(avoid)
         others = [w for w in self._threads if w not in leaving] if leaving else []
