@@ -137,6 +137,12 @@ def get_length(queue: Any, out: Any) -> None:
     out.put(len(queue.get()))
 
 
+def report_process_tag(out: Any) -> None:
+    from procpar_sync._psem import process_tag
+
+    out.put(process_tag())
+
+
 def barrier_party(barrier: Any, arrived: Any) -> None:
     arrived.release()
     barrier.wait()

@@ -169,6 +169,25 @@ class TestConditionsAndBarriers:
         thread.join(30)
         assert len(results) == 1
 
+    def test_a_party_killed_on_its_way_out_of_a_released_barrier_does_not_wedge_it(self, ctx: Any) -> None:
+        # The moment between being released and giving up its place cannot be hit from outside, so it is set
+        # up: the slot of a process that has since died, in a barrier that is draining.
+        tags = ps.SimpleQueue()
+        p = _start(ctx, t.report_process_tag, tags)
+        dead_tag = tags.get()
+        p.join(30)
+        barrier = ps.Barrier(2)
+        with barrier._cond:
+            barrier._inside[0] = dead_tag
+            barrier._state = 1  # draining
+        results: list[int] = []
+        thread = threading.Thread(target=lambda: results.append(barrier.wait(30)))
+        thread.start()
+        assert barrier.wait(30) in (0, 1)
+        thread.join(30)
+        assert len(results) == 1
+        assert barrier.n_waiting == 0 and not barrier.broken
+
 
 class TestQueuesLoseOnlyWhatTheDeadHeld:
     def test_a_consumer_killed_inside_get_does_not_wedge_its_sibling(self, ctx: Any) -> None:

@@ -386,8 +386,9 @@ _BARRIER_CHECK = 0.2
 class Barrier:
     """A barrier for ``parties`` processes or threads, with ``action``, ``timeout``, ``abort`` and ``reset``.
 
-    Its state (filling, draining, resetting, broken), the count of waiters and who they are live in shared
-    memory under its condition's lock. A party that dies inside ``wait()`` does not wedge the barrier: once the
+    Its state (filling, draining, resetting, broken) and one slot per party inside ``wait()`` (the process
+    identity of who holds it) live in shared memory under its condition's lock; the count of waiters is the
+    count of held slots. A party that dies inside ``wait()`` does not wedge the barrier: once the
     others have left, its place is given up, and a party that died releasing the others breaks it.
     """
 
@@ -395,7 +396,7 @@ class Barrier:
                  timeout: float | None = None, *, ctx: Any = None) -> None:
         if parties < 1:
             raise ValueError("parties must be >= 1")
-        # state, count, then one process identity per party inside wait()
+        # state, a spare word, then one process identity per party inside wait()
         arena, offset = _arena.allocate(16 + 8 * parties)
         self._shared = (arena, offset)
         self._cond = Condition(Lock(ctx=ctx, on_owner_death="recover"), ctx=ctx)
@@ -404,7 +405,6 @@ class Barrier:
         self._parties = parties
         self._attach()
         self._ints[0] = _FILLING
-        self._ints[1] = 0
         for i in range(parties):
             self._inside[i] = 0
 
@@ -432,11 +432,9 @@ class Barrier:
 
     @property
     def _count(self) -> int:
-        return int(self._ints[1])
-
-    @_count.setter
-    def _count(self, value: int) -> None:
-        self._ints[1] = value
+        # Derived from the slots rather than kept beside them: entering and leaving are then one store each,
+        # so a party killed between two statements cannot leave a count that no slot accounts for.
+        return sum(1 for place in range(self._parties) if self._inside[place])
 
     @property
     def parties(self) -> int:
@@ -462,11 +460,10 @@ class Barrier:
         me = process_tag()
         with self._cond:
             self._wait_while_draining(deadline)
-            if self._count >= self._parties:
+            index = self._count
+            if index >= self._parties:
                 self._forget_dead()  # full but not released: the releasing party died
                 raise BrokenBarrierError
-            index = self._count
-            self._count = index + 1
             place = self._enter(me)
             try:
                 if index + 1 == self._parties:
@@ -475,17 +472,14 @@ class Barrier:
                     self._wait_for_release(deadline)
                 return index
             finally:
-                if place >= 0:
-                    self._inside[place] = 0
-                self._count = self._count - 1
+                self._inside[place] = 0
                 self._wake_if_drained()
 
     def _enter(self, me: int) -> int:
-        for place in range(self._parties):
-            if self._inside[place] == 0:
-                self._inside[place] = me
-                return place
-        return -1
+        # A free slot exists: fewer than ``parties`` are inside, and none enter while the barrier drains.
+        place = next(place for place in range(self._parties) if self._inside[place] == 0)
+        self._inside[place] = me
+        return place
 
     def _forget_dead(self) -> None:
         """Called with the lock held after a waiter's slice: dead parties must not hold the barrier up."""
@@ -501,7 +495,6 @@ class Barrier:
             tag = int(self._inside[place])
             if tag and not tag_alive(tag):
                 self._inside[place] = 0
-                self._count = self._count - 1
         self._wake_if_drained()
 
     def _sliced_wait(self, predicate: Callable[[], bool], deadline: float | None) -> bool:
