@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import signal
+# The numbers from _signal (already loaded): ``signal`` the module imports ``enum``, ~3 ms of a first pool.
+import _signal  # type: ignore[import-not-found,unused-ignore]
 
 from procpar_core import TimeoutError as TimeoutError
 
@@ -66,13 +67,13 @@ class PoolClosedError(ValueError):
 
 
 _CAUSES = {
-    signal.SIGKILL: "killed by SIGKILL: the kernel's out-of-memory killer, or someone ran kill -9",
-    signal.SIGSEGV: "segmentation fault: a crash in C code (an extension module or ctypes)",
-    signal.SIGBUS: "bus error: a crash in C code, or shared memory that went away",
-    signal.SIGABRT: "aborted: a C library called abort() (a failed assertion?)",
-    signal.SIGTERM: "terminated by SIGTERM",
-    signal.SIGFPE: "arithmetic fault in C code",
-    signal.SIGILL: "illegal instruction: a crash in C code",
+    _signal.SIGKILL: "killed by SIGKILL: the kernel's out-of-memory killer, or someone ran kill -9",
+    _signal.SIGSEGV: "segmentation fault: a crash in C code (an extension module or ctypes)",
+    _signal.SIGBUS: "bus error: a crash in C code, or shared memory that went away",
+    _signal.SIGABRT: "aborted: a C library called abort() (a failed assertion?)",
+    _signal.SIGTERM: "terminated by SIGTERM",
+    _signal.SIGFPE: "arithmetic fault in C code",
+    _signal.SIGILL: "illegal instruction: a crash in C code",
 }
 
 
@@ -123,6 +124,8 @@ def describe_exit(exitcode: int | None, oom_killed: bool = False) -> str:
     if exitcode is None:
         return "the worker disappeared"
     if exitcode < 0:
+        import signal  # only when describing a death
+
         try:
             sig = signal.Signals(-exitcode)
         except ValueError:

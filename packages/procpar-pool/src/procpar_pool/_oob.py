@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import mmap
 import os
-import secrets
 import struct
 
 from procpar_core import lowlevel, resource_tracker
@@ -74,7 +73,7 @@ def dumps(obj: object) -> tuple[bytes, str | None]:
         offset += (size + _ALIGN - 1) // _ALIGN * _ALIGN
     # Named after the program (a later program removes it if this one dies with its tracker), and registered
     # before it exists: a SIGKILL between its creation and its registration would leave it behind for good.
-    name = "/" + owned_name_prefix("oob") + secrets.token_hex(8)
+    name = "/" + owned_name_prefix("oob") + os.urandom(8).hex()
     resource_tracker.register(name, "shared_memory")
     try:
         fd = os.open(_segment_path(name), os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)

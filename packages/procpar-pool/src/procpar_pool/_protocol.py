@@ -38,7 +38,6 @@ shared-memory segment named in the body, ``\\2`` packed numbers.
 from __future__ import annotations
 
 import struct
-import traceback
 
 from procpar_core import lowlevel
 from procpar_core.reduction import loads
@@ -76,6 +75,8 @@ def read_task_header(message: bytes) -> tuple[tuple[int, ...], int, int]:
 
 def exception_payload(exc: BaseException) -> tuple[BaseException, str]:
     """``(exc, its traceback as text)``, with ``exc`` replaced if it cannot be pickled."""
+    import traceback  # only when a task failed: ~5 ms of a first pool otherwise
+
     tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     try:
         lowlevel.serialize(exc)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import itertools
 import os
-import signal
+import _signal  # type: ignore[import-not-found,unused-ignore]  # not signal: it imports enum
 import time
 from collections.abc import Iterable
 
@@ -62,7 +62,7 @@ def worker_main(fd_holder: Connection, initializer: Function | None, initargs: t
                 maxtasks: int | None, running: RunningTask | None = None, max_memory: int | None = None) -> None:
     """Run tasks from the pool until told to stop, the pool goes away, ``maxtasks`` tasks are done, or (with
     ``max_memory``) the worker's resident memory passes that many bytes after a message's tasks."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _signal.signal(_signal.SIGINT, _signal.SIG_IGN)
     fd = fd_holder.fileno()
     if initializer is not None:
         try:
