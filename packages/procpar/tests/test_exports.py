@@ -186,3 +186,17 @@ def test_the_executor_is_reachable_from_procpar() -> None:
     with ctx.Executor(1) as executor:
         assert executor._pool._ctx is ctx  # the context's Executor runs its workers with that context
         assert executor.submit(abs, -3).result(60) == 3
+
+
+def test_the_reusable_pool_is_reachable_from_procpar_and_its_contexts() -> None:
+    import procpar_pool
+
+    pool = procpar.get_reusable_pool(1)
+    try:
+        assert pool is procpar_pool.get_reusable_pool(1)
+        ctx = procpar.get_context()
+        assert ctx.get_reusable_pool(1) is pool  # the default context's start method: the same pool
+        assert ctx.get_reusable_executor(1)._pool is pool
+    finally:
+        pool.terminate()
+        pool.join(30)

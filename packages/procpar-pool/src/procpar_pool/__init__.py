@@ -1,7 +1,8 @@
 """procpar-pool: a process pool with the ``multiprocessing.pool`` API that never hangs on a dead worker.
 
 ``from procpar_pool import Pool`` is all a data-parallel program needs. Also ``ThreadPool``, and
-``Executor`` for code written against ``concurrent.futures``. Public submodule: ``procpar_pool.pool``.
+``Executor`` for code written against ``concurrent.futures``, and ``get_reusable_pool``/``get_reusable_executor``
+for one warm pool shared by every caller. Public submodule: ``procpar_pool.pool``.
 """
 
 from __future__ import annotations
@@ -22,10 +23,14 @@ if TYPE_CHECKING:
     from ._pool import Pool as Pool
     from ._pool import ThreadPool as ThreadPool
     from ._results import AsyncResult as AsyncResult
+    from ._reusable import ReusablePool as ReusablePool
+    from ._reusable import get_reusable_executor as get_reusable_executor
+    from ._reusable import get_reusable_pool as get_reusable_pool
 
 # Loaded on first use: a worker process imports this package to reach its own module, and should not pay for
 # the dispatcher, nor for concurrent.futures and logging (the Executor's), about 10 ms per spawned worker.
-_LAZY = {"Pool": "._pool", "ThreadPool": "._pool", "Executor": "._executor", "AsyncResult": "._results"}
+_LAZY = {"Pool": "._pool", "ThreadPool": "._pool", "Executor": "._executor", "AsyncResult": "._results",
+         "get_reusable_pool": "._reusable", "get_reusable_executor": "._reusable", "ReusablePool": "._reusable"}
 
 
 def __getattr__(name: str) -> object:
@@ -42,5 +47,6 @@ def __getattr__(name: str) -> object:
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(__all__))
 
-__all__ = ["Pool", "ThreadPool", "Executor", "AsyncResult", "TimeoutError", "WorkerLostError", "TaskTimeoutError",
+__all__ = ["Pool", "ThreadPool", "Executor", "AsyncResult", "get_reusable_pool", "get_reusable_executor",
+           "ReusablePool", "TimeoutError", "WorkerLostError", "TaskTimeoutError",
            "PicklingFailedError", "MaybeEncodingError", "MemoryLimitError", "PoolClosedError", "RemoteTraceback"]

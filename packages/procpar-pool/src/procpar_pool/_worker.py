@@ -7,9 +7,9 @@ worker. Workers ignore SIGINT: on Ctrl-C the pool's owner decides, and stops the
 
 from __future__ import annotations
 
+import _signal  # type: ignore[import-not-found,unused-ignore]  # not signal: it imports enum
 import itertools
 import os
-import _signal  # type: ignore[import-not-found,unused-ignore]  # not signal: it imports enum
 import time
 from collections.abc import Iterable
 

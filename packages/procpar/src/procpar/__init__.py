@@ -46,6 +46,8 @@ if TYPE_CHECKING:
     from procpar_core import Pipe as Pipe
     from procpar_managers import Manager as Manager
     from procpar_pool import Pool as Pool
+    from procpar_pool import get_reusable_executor as get_reusable_executor
+    from procpar_pool import get_reusable_pool as get_reusable_pool
     from procpar_shm import Array as Array
     from procpar_shm import RawArray as RawArray
     from procpar_shm import RawValue as RawValue

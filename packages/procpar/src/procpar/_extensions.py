@@ -24,13 +24,16 @@ EXTENSIONS: dict[str, tuple[str, str]] = {
     "Manager": ("procpar_managers", "procpar-managers"),
     "Pool": ("procpar_pool", "procpar-pool"),
     "Executor": ("procpar_pool", "procpar-pool"),
+    "get_reusable_pool": ("procpar_pool", "procpar-pool"),
+    "get_reusable_executor": ("procpar_pool", "procpar-pool"),
 }
 
 # Factories that take no ``ctx=`` (they create no lock or process).
 NO_CONTEXT_ARGUMENT = frozenset({"RawValue", "RawArray", "AbandonedLockWarning", "set_owner_death_policy",
                                  "get_owner_death_policy"})
 # Factories whose context keyword is not ``ctx`` (the stdlib's Pool takes ``context=``).
-CONTEXT_KEYWORD = {"Pool": "context", "Executor": "mp_context"}
+CONTEXT_KEYWORD = {"Pool": "context", "Executor": "mp_context", "get_reusable_pool": "context",
+                   "get_reusable_executor": "mp_context"}
 
 
 def missing(name: str, where: str) -> AttributeError:
