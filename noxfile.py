@@ -30,7 +30,7 @@ PACKAGES: dict[str, tuple[str, str, list[str]]] = {
     "core": ("procpar-core", "procpar_core", []),
     "sync": ("procpar-sync", "procpar_sync", ["procpar-core"]),
     "shm": ("procpar-shm", "procpar_shm", ["procpar-core", "procpar-sync"]),
-    "managers": ("procpar-managers", "procpar_managers", ["procpar-core", "procpar-shm"]),
+    "managers": ("procpar-managers", "procpar_managers", ["procpar-core", "procpar-sync", "procpar-shm"]),
     "pool": ("procpar-pool", "procpar_pool", ["procpar-core", "procpar-sync"]),
     "meta": ("procpar", "procpar", ["procpar-core", "procpar-sync", "procpar-shm", "procpar-managers",
                                     "procpar-pool"]),

@@ -123,7 +123,7 @@ class BaseProxy:
         conn = self._connection()
         try:
             conn.send((self._id, methodname, args, kwds or {}))
-            kind, result = unpack_reply(conn.recv())
+            kind, result = unpack_reply(_connections.recv_reply(conn))
         except (EOFError, ConnectionError) as exc:
             _connections.drop_thread_connection(self._token.address, self._serializer)
             raise server_gone(exc, self._token.address, f"{self._token.typeid}.{methodname}()") from exc

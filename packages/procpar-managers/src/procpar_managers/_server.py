@@ -39,13 +39,16 @@ import select
 import socket
 import struct
 import threading
+import time
 import traceback
 from typing import TYPE_CHECKING, Callable, cast
 
 from procpar_core import util
 from procpar_core.connection import AuthenticationError, answer_challenge, deliver_challenge
 from procpar_core.connection import Listener as _RawListener
+from procpar_sync.lowlevel import spin_readable
 
+from ._connections import SPIN_SECONDS
 from ._protocol import ERROR, PROXY, RETURN, TRACEBACK, UNSERIALIZABLE, WRAPPERS, as_authkey, check_serializer
 
 if TYPE_CHECKING:
@@ -294,10 +297,17 @@ class Server:
     def serve_client(self, conn: MessageConnection) -> None:
         """Answer the requests of one connection until the peer hangs up."""
         holdings = _Holdings(_peer_process(conn))
+        fd = conn.fileno()
+        spinning = False  # the last request came soon after the reply before it: look for the next awake
         try:
             while not self._stopping:
                 try:
-                    request = conn.recv()
+                    if spinning and spin_readable(fd, SPIN_SECONDS):
+                        request = conn.recv()
+                    else:
+                        started = time.monotonic()
+                        request = conn.recv()
+                        spinning = time.monotonic() - started < SPIN_SECONDS
                 except (EOFError, OSError):
                     return
                 except Exception:

@@ -1,0 +1,101 @@
+"""The functions the benchmarks run in child processes and pool workers.
+
+Kept apart from run.py so that a spawned child imports only this small module to find them (a spawn child of
+run.py would otherwise re-import the harness as ``__mp_main__``).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+
+def noop() -> None:
+    pass
+
+
+def trivial(x: Any) -> Any:
+    return x
+
+
+def square(x: int) -> int:
+    return x * x
+
+
+def doubled(a: Any) -> Any:
+    return a * 2  # a new array of the same size travels back
+
+
+def sized(data: bytes) -> int:
+    return len(data)
+
+
+def make_bytes(size: int) -> bytes:
+    return b"x" * size
+
+
+def echo_bytes(conn: Any) -> None:
+    while True:
+        msg = conn.recv_bytes()
+        if not msg:
+            return
+        conn.send_bytes(msg)
+
+
+def sink(conn: Any, count: int) -> None:
+    total = 0
+    for _ in range(count):
+        total += len(conn.recv_bytes())
+    conn.send(total)
+
+
+def sink_simplex(reader: Any, ack: Any, count: int) -> None:
+    total = 0
+    for _ in range(count):
+        total += len(reader.recv_bytes())
+    ack.send(total)
+
+
+def queue_consumer(q: Any, count: int, done: Any) -> None:
+    get = q.get
+    for _ in range(count):
+        get()
+    done.put(count)
+
+
+def queue_echo(inq: Any, outq: Any) -> None:
+    while True:
+        item = inq.get()
+        if item is None:
+            return
+        outq.put(item)
+
+
+def queue_worker(q: Any, done: Any, work: float) -> None:
+    """The spec's worker pattern: take items until None, ``work`` seconds of CPU each; report how many."""
+    taken = 0
+    while True:
+        item = q.get()
+        if item is None:
+            break
+        taken += 1
+        end = time.perf_counter() + work
+        while time.perf_counter() < end:
+            pass
+    done.put(taken)
+
+
+def locked_increments(v: Any, count: int) -> None:
+    for _ in range(count):
+        with v.get_lock():
+            v.value += 1
+
+
+def raw_echo(r: int, w: int, size: int) -> None:
+    read, write = os.read, os.write
+    while True:
+        msg = read(r, size)
+        if not msg:
+            return
+        write(w, msg)
