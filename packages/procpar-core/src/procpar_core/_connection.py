@@ -87,7 +87,7 @@ def _grow_pipe(fd: int) -> None:
 class Connection:
     """One end of a message channel over a pipe or a socket file descriptor."""
 
-    __slots__ = ("__weakref__", "_handle", "_readable", "_sliced", "_writable")
+    __slots__ = ("__weakref__", "_fast", "_handle", "_readable", "_sliced", "_writable")
 
     def __init__(self, handle: int, readable: bool = True, writable: bool = True) -> None:
         handle = handle.__index__()
@@ -99,6 +99,7 @@ class Connection:
         self._readable = readable
         self._writable = writable
         self._sliced = False  # reads of the main thread cannot miss a signal (see _ready_for_signals)
+        self._fast = True  # the last message came within SPIN_SECONDS of asking: look for the next awake
 
     # -- state ---------------------------------------------------------------------------------------------
 
@@ -238,9 +239,14 @@ class Connection:
         self._sliced = True
 
     def _read_length(self, handle: int) -> int:
-        if not self._sliced and in_main_thread():
-            self._ready_for_signals(handle)
-        header = _read(handle, 4)
+        if not (self._fast and _spin_readable(handle)):
+            started = _monotonic()
+            if not self._sliced and in_main_thread():
+                self._ready_for_signals(handle)
+            header = _read(handle, 4)
+            self._fast = _monotonic() - started < SPIN_SECONDS
+        else:
+            header = _read(handle, 4)
         if len(header) != 4:
             if not header:
                 raise EOFError
@@ -421,6 +427,29 @@ def _rebuild_connection(df: Any, readable: bool, writable: bool) -> Connection:
 
 
 # -- waiting ------------------------------------------------------------------------------------------------
+
+# How long a reader looks for a message without sleeping, when the one before came that soon: a process
+# asleep in read() takes tens of microseconds to wake, the whole of a short request-reply round trip.
+SPIN_SECONDS = 0.0002
+_monotonic = time.monotonic
+
+
+def _spin_readable(fd: int) -> bool:
+    """Whether ``fd`` becomes readable within SPIN_SECONDS, looking without sleeping (the GIL is let go in
+    each poll, and the CPU offered to others between two)."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    look = poller.poll
+    if look(0):
+        return True
+    deadline = _monotonic() + SPIN_SECONDS
+    yield_cpu = os.sched_yield
+    while _monotonic() < deadline:
+        yield_cpu()
+        if look(0):
+            return True
+    return False
+
 
 def _timeout_ms(timeout: float | None) -> int:
     if timeout is None:
