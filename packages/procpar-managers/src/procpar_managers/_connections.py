@@ -21,7 +21,8 @@ from ._protocol import RETURN, connect, convert_to_error, dispatch, normalize_ad
 if TYPE_CHECKING:
     from ._typing import Address, MessageConnection
 
-__all__ = ["recv_reply", "SPIN_SECONDS", "thread_connection", "control_call", "drop_thread_connection", "forget_address", "queue_decref",
+__all__ = ["recv_reply", "SPIN_SECONDS",
+           "thread_connection", "control_call", "drop_thread_connection", "forget_address", "queue_decref",
            "flush_decrefs", "known_authkey", "remember_authkey"]
 
 # (address, serializer) -> connection, per thread

@@ -230,6 +230,7 @@ class Queue:
                     data = _stream_get(self._reader_fd, stash, self._write_semlock, None, self._on_lost)
                     self._fast = _monotonic() - started < _SPIN_SECONDS
             self._room_semlock.release()
+            assert data is not None  # no timeout: a message, or an exception
             return _loads(data)
         deadline = time.monotonic() + timeout if block and timeout is not None else 0.0
         if not self._rlock.acquire(block, timeout):
