@@ -154,18 +154,23 @@ def typecheck(session: nox.Session) -> None:
     session.run("python", str(ROOT / "tools" / "typecheck_tests.py"))
 
 
+BENCH_PEERS = ["loky", "mpire", "multiprocess"]
+
+
 @nox.session
 def bench(session: nox.Session) -> None:
     """procpar against the stdlib on the same workloads, in one run; prints ratios. Then procpar-dask against
     Dask's client.map and executor on a LocalCluster (benchmarks/dask_run.py)."""
     session.env.pop("PYTHONDONTWRITEBYTECODE", None)  # the stdlib's bytecode is precompiled: ours too
-    # numpy: the pool-arrays workload; procpar-dask: its rows against Dask's own client.map and executor.
+    # numpy: the pool-arrays workload; procpar-dask: its rows against Dask's own client.map and executor;
+    # the peers every row compares with (here only: no package depends on them); matplotlib: the pictures.
     dists = [*_closure("procpar"), *(d for d in _closure("procpar-dask") if d not in _closure("procpar"))]
-    session.install(*(str(PACKAGES_DIR / d) for d in dists), "numpy")
+    session.install(*(str(PACKAGES_DIR / d) for d in dists), "numpy", *BENCH_PEERS, "matplotlib")
     session.run("python", "-m", "compileall", "-q", session.virtualenv.location, silent=True)
+    quick = [a for a in session.posargs if a == "--quick"]
     session.run("python", str(ROOT / "benchmarks" / "run.py"), *session.posargs)
-    session.run("python", str(ROOT / "benchmarks" / "dask_run.py"),
-                *(a for a in session.posargs if a == "--quick"))
+    session.run("python", str(ROOT / "benchmarks" / "scaling.py"), *quick)
+    session.run("python", str(ROOT / "benchmarks" / "dask_run.py"), *quick)
 
 
 @nox.session

@@ -11,7 +11,7 @@ A peer that is not installed is left out of the run (the bench session installs 
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 # The rows' order of columns.
@@ -61,7 +61,7 @@ class PoolLike:
     def __init__(self, processes: int) -> None:
         self.processes = processes
 
-    def map(self, fn: Callable[[Any], Any], items: list[Any]) -> list[Any]:
+    def map(self, fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
         raise NotImplementedError
 
     def imap(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> Iterator[Any]:
@@ -85,7 +85,7 @@ class _MpPool(PoolLike):
         super().__init__(processes)
         self._pool = module.get_context(default_method()).Pool(processes)
 
-    def map(self, fn: Callable[[Any], Any], items: list[Any]) -> list[Any]:
+    def map(self, fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
         return list(self._pool.map(fn, items))
 
     def imap(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> Iterator[Any]:
@@ -104,7 +104,7 @@ class _Executor(PoolLike):
         super().__init__(processes)
         self._executor = executor
 
-    def map(self, fn: Callable[[Any], Any], items: list[Any]) -> list[Any]:
+    def map(self, fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
         return list(self._executor.map(fn, items, chunksize=stdlib_chunksize(len(items), self.processes)))
 
     def imap(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> Iterator[Any]:
@@ -124,7 +124,7 @@ class _Mpire(PoolLike):
 
         self._pool = mpire.WorkerPool(n_jobs=processes, start_method=default_method(), keep_alive=True)
 
-    def map(self, fn: Callable[[Any], Any], items: list[Any]) -> list[Any]:
+    def map(self, fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
         return list(self._pool.map(fn, items, iterable_len=len(items)))
 
     def imap(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> Iterator[Any]:

@@ -165,21 +165,28 @@ def _release_pickler(state: _ThreadPickler) -> None:
     state.pickler.clear_memo()
 
 
-def dumps_bytes(obj: Any, buffer_callback: Callable[[PickleBuffer], Any] | None = None) -> bytes:
+def dumps_bytes(obj: Any, buffer_callback: Callable[[PickleBuffer], Any] | None = None,
+                prefix: bytes = b"") -> bytes:
     """``dumps`` as ``bytes``, reusing one pickler per thread: the hot path of every send and put.
 
     Building a pickler costs more than pickling a small object; one is kept per thread and its memo cleared
     between objects. A reducer that pickles from inside a dump (re-entry) gets a fresh pickler.
-    ``buffer_callback`` is pickle's (protocol 5): a falsy return sends that buffer out of band.
+    ``buffer_callback`` is pickle's (protocol 5): a falsy return sends that buffer out of band. ``prefix``
+    (a message's header, say) comes first in the result: joined with the pickle's frames in the one copy that
+    makes the result, rather than in another copy of a pickle that may be megabytes long.
     """
     if type(obj) in _ATOMIC:
-        return _plain_dumps(obj, HIGHEST_PROTOCOL)
+        data = _plain_dumps(obj, HIGHEST_PROTOCOL)
+        return prefix + data if prefix else data
     state = _claim_pickler(buffer_callback)
     if state is None:
         buf = io.BytesIO()
+        buf.write(prefix)
         ForkingPickler(buf, buffer_callback=buffer_callback).dump(obj)
         return buf.getvalue()
     chunks = state.chunks
+    if prefix:
+        chunks.append(prefix)
     try:
         state.pickler.dump(obj)
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)

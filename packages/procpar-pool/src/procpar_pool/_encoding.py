@@ -1,7 +1,8 @@
 """Tasks pickled into the messages of ``_protocol``, and what happens when they cannot be.
 
-A task is pickled once, when it is first sent (``Task.data`` keeps the message, so a task requeued after its
-worker died is not pickled again unless its shared memory went with that worker). Consecutive short tasks of one
+A task is pickled once, when it is first sent (``Task.data`` keeps a message of up to 64 KiB, so a task
+requeued after its worker died is not pickled again unless its shared memory went with that worker; a larger
+one is pickled again then, rather than held twice in memory while it runs). Consecutive short tasks of one
 function share one ``BATCH`` message, their function pickled once. What cannot be pickled fails its own task,
 with the culprit named (the function, or which argument). A function that pickles by name only where a forked
 child could find it (a lambda, a closure, an interactive session's function) goes by value through cloudpickle
@@ -103,15 +104,17 @@ class TaskEncoder:
         if task.data is not None:
             return task.data
         body = (task.kind, task.func, [task.payload])
+        header = task_header([task.id], SINGLE)
         try:
             if _needs_by_value(task.func, self._start_method):
                 data = _cloudpickle_dumps(body)
                 if data is None:
                     raise PicklingFailedError(f"{task.func!r} is defined in an interactive session, which a "
                                               f"{self._start_method} worker cannot import; {_NO_CLOUDPICKLE}")
-                data = _oob.PLAIN + data
+                data = header + _oob.PLAIN + data
             else:
-                data, task.segment = _oob.dumps(body)
+                # The header goes in with the pickle: a chunk of a map can be megabytes, copied once.
+                data, task.segment = _oob.dumps(body, header)
         except PicklingFailedError as exc:
             task.job.set_outcome(task.index, False, exc)
             return None
@@ -119,9 +122,9 @@ class TaskEncoder:
             by_value = self._encode_by_value(task, body, err)
             if by_value is None:
                 return None
-            data = by_value
-        task.data = task_header([task.id], SINGLE) + data
-        return task.data
+            data = header + by_value
+        task.data = data
+        return data
 
     def encode_batch(self, tasks: list[Task]) -> tuple[bytes | None, list[Task], list[Task]]:
         """One message for the tasks (of one function) whose arguments pickle small, those tasks, and the tasks

@@ -22,6 +22,9 @@ if TYPE_CHECKING:
 
 __all__ = ["hand_out"]
 
+# Task messages up to this size are kept until their task is over (sent again as they are if the worker dies).
+_KEEP_UP_TO = 1 << 16
+
 
 def hand_out(workers: list[WorkerHandle], depths: list[int], backlog: Backlog, encoder: TaskEncoder) -> None:
     """Give idle capacity tasks from ``backlog`` and send them (``depths``: how many tasks each worker may
@@ -119,6 +122,11 @@ def _messages_for(worker: WorkerHandle, planned: list[Task], backlog: Backlog, e
                 return messages
             budget -= len(data)
             messages.append(data)
+            if len(data) > _KEEP_UP_TO and task.segment is None:
+                # A large message is not kept while the task runs: a map's chunks would hold the whole input a
+                # second time, in memory the allocator hands back and faults in again for every map. It is
+                # pickled again from its arguments in the rare case its worker dies before running it.
+                task.data = None
         start = end
     return messages
 

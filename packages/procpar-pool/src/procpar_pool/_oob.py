@@ -48,10 +48,11 @@ def _segment_path(name: str) -> str:
     return os.path.join(_SHM_DIR, name.lstrip("/"))
 
 
-def dumps(obj: object) -> tuple[bytes, str | None]:
-    """``obj`` pickled (protocol 5) with its large buffers in a new segment: (message body, segment name)."""
+def dumps(obj: object, prefix: bytes = b"") -> tuple[bytes, str | None]:
+    """``obj`` pickled (protocol 5) with its large buffers in a new segment: (``prefix`` + message body, segment
+    name). The prefix (a message header) is joined in the copy that makes the body, not in one more."""
     if lowlevel.get_serializer() != "pickle":
-        return PLAIN + bytes(lowlevel.serialize(obj)), None
+        return prefix + PLAIN + bytes(lowlevel.serialize(obj)), None
     big: list[PickleBuffer] = []
 
     def aside(buffer: PickleBuffer) -> bool:
@@ -60,11 +61,13 @@ def dumps(obj: object) -> tuple[bytes, str | None]:
             return False  # out of band
         return True
 
-    data = dumps_bytes(obj, aside)
+    head = prefix + PLAIN
+    data = dumps_bytes(obj, aside, head)
     if not big or not os.path.isdir(_SHM_DIR):
         if big:  # no shared memory here: pickle everything in-band
-            return PLAIN + bytes(ForkingPickler.dumps(obj)), None
-        return PLAIN + data, None
+            return head + bytes(ForkingPickler.dumps(obj)), None
+        return data, None
+    data = data[len(head):]  # the pickle alone (small: its large buffers go to the segment)
     layout: list[tuple[int, int]] = []
     offset = 0
     for buffer in big:
@@ -96,7 +99,7 @@ def dumps(obj: object) -> tuple[bytes, str | None]:
         raise
     os.close(fd)
     description = bytes(ForkingPickler.dumps((name, layout)))
-    return _WITH_SEGMENT + _LAYOUT_LENGTH.pack(len(description)) + description + data, name
+    return prefix + _WITH_SEGMENT + _LAYOUT_LENGTH.pack(len(description)) + description + data, name
 
 
 class LargeBuffer(Exception):

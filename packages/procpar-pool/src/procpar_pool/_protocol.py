@@ -109,13 +109,13 @@ def encode_reply(task_id: int, kind: int, ok: bool, value: object) -> bytes:
         if packed is not None:
             return header + _oob.NUMBERS + packed
     try:
-        return header + _oob.dumps((ok, value))[0]
+        return _oob.dumps((ok, value), header)[0]
     except Exception as err:
         if ok:
             failure = _describe_result_failure(kind, value, err)
         else:
             failure = PicklingFailedError(f"the task's error could not be pickled: {type(err).__name__}: {err}")
-        return header + _oob.dumps((False, (failure, "")))[0]
+        return _oob.dumps((False, (failure, "")), header)[0]
 
 
 def decode_reply(message: bytes) -> tuple[int, bool, object]:
