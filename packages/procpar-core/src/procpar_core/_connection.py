@@ -544,9 +544,11 @@ def Pipe(duplex: bool = True) -> tuple[Connection, Connection]:
     receives, the second only sends (an OS pipe).
     """
     if duplex:
-        import socket
+        # The C module, not ``socket``: that one loads selectors, enum's socket flags and more, ~5 ms of a
+        # program's first Pool. Its socketpair defaults to AF_UNIX, SOCK_STREAM.
+        import _socket
 
-        s1, s2 = socket.socketpair()
+        s1, s2 = _socket.socketpair()
         # Connections block; a socket.setdefaulttimeout() of the program must not make these non-blocking.
         s1.setblocking(True)
         s2.setblocking(True)
