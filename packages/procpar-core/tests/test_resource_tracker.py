@@ -54,3 +54,72 @@ def test_bad_notices_are_refused() -> None:
         resource_tracker.register("x", "no-such-type")
     with pytest.raises(ValueError, match="too long"):
         resource_tracker.register("x" * 600, "noop")
+
+
+def _gone_within(path: Any, timeout: float) -> bool:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while path.exists():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+class TestDeferredTracker:
+    """``ensure_running(defer=True)``: the pipe now, the tracker process later (a pool's first workers start
+    without a new interpreter on their CPUs)."""
+
+    def test_it_starts_at_the_first_notice_of_its_own_process(self, run_script: Any, tmp_path: Any) -> None:
+        folder = tmp_path / "mine"
+        result = run_script(f"""
+            import os
+            from procpar_core import resource_tracker
+            tracker = resource_tracker._resource_tracker
+            resource_tracker.ensure_running(defer=True)
+            print("before", tracker._pid, tracker._fd is not None)
+            os.mkdir({str(folder)!r})
+            resource_tracker.register({str(folder)!r}, "folder")
+            print("after", tracker._pid is not None)
+            resource_tracker.unregister({str(folder)!r}, "folder")
+        """)
+        assert result.returncode == 0, result.stderr
+        assert "before None True" in result.stdout
+        assert "after True" in result.stdout
+        assert folder.exists()  # unregistered: the tracker leaves it
+
+    def test_one_never_needed_is_never_started(self, run_script: Any) -> None:
+        result = run_script("""
+            from procpar_core import resource_tracker
+            tracker = resource_tracker._resource_tracker
+            resource_tracker.ensure_running(defer=True)
+            resource_tracker.start_deferred(only_if_written=True)
+            print("pid", tracker._pid)
+            tracker._stop()
+            print("stopped", tracker._fd, tracker._deferred_r)
+        """)
+        assert result.returncode == 0, result.stderr
+        assert "pid None" in result.stdout
+        assert "stopped None None" in result.stdout
+
+    @pytest.mark.parametrize("method", ["fork", "spawn", "forkserver"])
+    def test_what_a_child_left_is_cleaned_when_the_program_exits_first(self, run_script: Any, tmp_path: Any,
+                                                                       method: str) -> None:
+        folder = tmp_path / "left-by-child"
+        result = run_script(f"""
+            import os, procpar_core
+            from procpar_core import resource_tracker
+            def child(path):
+                os.mkdir(path)
+                resource_tracker.register(path, "folder")
+            if __name__ == "__main__":
+                resource_tracker.ensure_running(defer=True)
+                p = procpar_core.get_context({method!r}).Process(target=child, args=({str(folder)!r},))
+                p.start(); p.join(30)
+                print("exit code", p.exitcode)
+        """)
+        assert result.returncode == 0, result.stderr
+        assert "exit code 0" in result.stdout
+        # Started at exit (or by its timer) whichever came first, the tracker removes it, then exits.
+        assert _gone_within(folder, 30), "the deferred tracker did not clean up what the child left"

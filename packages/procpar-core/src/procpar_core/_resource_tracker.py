@@ -17,7 +17,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Callable
 
-__all__ = ["ensure_running", "register", "unregister", "getfd", "main", "sweep_dead_programs", "revive_if_dead"]
+__all__ = ["ensure_running", "register", "unregister", "getfd", "main", "sweep_dead_programs", "revive_if_dead",
+           "start_deferred", "DEFER_SECONDS"]
 
 _MAX_LINE = 512  # below PIPE_BUF: each notice is written atomically, whatever other processes write
 
@@ -55,12 +56,17 @@ def _known_types() -> list[str]:
 _TRACKER_CODE = "from procpar_core._resource_tracker import main; main()"
 
 
+# How long a deferred tracker waits before it starts (see ensure_running).
+DEFER_SECONDS = 0.5
+
+
 class ResourceTracker:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._fd: int | None = None
         self._pid: int | None = None
         self._exitcode: int | None = None  # the tracker's, once _stop() reaped it: 1 if it cleaned up leaks
+        self._deferred_r: int | None = None  # the pipe's read end while the tracker is not started yet
 
     def getfd(self) -> int | None:
         self.ensure_running()
@@ -90,7 +96,11 @@ class ResourceTracker:
     def _stop(self) -> None:
         """Close this process's end of the pipe and, if this process started the tracker, wait for it (it
         cleans up what is still registered once no process holds the pipe)."""
+        self.start_deferred(only_if_written=True)
         with self._lock:
+            if self._deferred_r is not None:  # nothing was ever written: no tracker to start
+                os.close(self._deferred_r)
+                self._deferred_r = None
             if self._fd is None:
                 return
             os.close(self._fd)
@@ -100,41 +110,87 @@ class ResourceTracker:
                 self._exitcode = os.waitstatus_to_exitcode(status)
                 self._pid = None
 
-    def ensure_running(self) -> None:
-        """Start the tracker unless this process tree already has one."""
+    def ensure_running(self, *, defer: bool = False) -> None:
+        """Start the tracker unless this process tree already has one.
+
+        ``defer``: make its pipe now (children forked or spawned from here write to it as usual) but start the
+        tracker process itself ``DEFER_SECONDS`` later, at the first notice from this process, or at exit if a
+        notice is waiting: a program's first pool then does not share its two CPUs with a new interpreter
+        starting up. A program killed before then leaves its registered resources to the next procpar program
+        (``sweep_dead_programs``)."""
         with self._lock:
             if self._running():
                 return
-            if self._fd is not None:
-                if self._pid is not None:
-                    import warnings
-
-                    # What it tracked is no longer tracked by anyone: say so, as the stdlib does.
-                    warnings.warn("resource_tracker: process died unexpectedly; starting a new one. Resources "
-                                  "registered with the old tracker may leak.", UserWarning, stacklevel=3)
-                os.close(self._fd)
-                self._fd = None
+            if defer and self._fd is None:  # never started here (a dead tracker is replaced at once, below)
+                r, w = os.pipe()
+                self._deferred_r, self._fd = r, w
                 self._pid = None
-            self._exitcode = None
+                import _thread
+
+                _thread.start_new_thread(self._start_later, (os.getpid(),))
+                return
+            self._launch_locked()
+
+    def _start_later(self, pid: int) -> None:
+        import time
+
+        time.sleep(DEFER_SECONDS)
+        if os.getpid() == pid:
+            self.start_deferred()
+
+    def start_deferred(self, only_if_written: bool = False) -> None:
+        """Start a deferred tracker now (``only_if_written``: only if a notice is waiting for it)."""
+        with self._lock:
+            r = self._deferred_r
+            if r is None:
+                return
+            if only_if_written:
+                import fcntl
+                import struct
+                import termios
+
+                waiting = struct.unpack("i", fcntl.ioctl(r, termios.FIONREAD, b"\0\0\0\0"))[0]
+                if not waiting:
+                    return
+            self._deferred_r = None
+            self._spawn(r)
+
+    def _launch_locked(self) -> None:
+        if self._fd is not None:
+            if self._pid is not None:
+                import warnings
+
+                # What it tracked is no longer tracked by anyone: say so, as the stdlib does.
+                warnings.warn("resource_tracker: process died unexpectedly; starting a new one. Resources "
+                              "registered with the old tracker may leak.", UserWarning, stacklevel=4)
+            os.close(self._fd)
+            self._fd = None
+            self._pid = None
+        self._exitcode = None
+        r, w = os.pipe()
+        try:
+            self._spawn(r)
+        except BaseException:
+            os.close(w)
+            raise
+        self._fd = w
+
+    def _spawn(self, r: int) -> None:
+        """Start the tracker process reading ``r`` (closed here, whatever happens)."""
+        try:
             from ._popen_spawn import _PACKAGE_ROOT
             from ._spawn import get_executable, interpreter_args
 
-            r, w = os.pipe()
-            try:
-                code = f"import sys; sys.path.insert(0, {_PACKAGE_ROOT!r}); {_TRACKER_CODE}"
-                argv = [get_executable(), *interpreter_args(), "-c", code, "--procpar-tracker", str(r)]
-                import signal
+            code = f"import sys; sys.path.insert(0, {_PACKAGE_ROOT!r}); {_TRACKER_CODE}"
+            argv = [get_executable(), *interpreter_args(), "-c", code, "--procpar-tracker", str(r)]
+            import signal
 
-                # Born with SIGINT and SIGTERM blocked: one sent before the tracker ignores them must not kill it
-                # (it unblocks them once they are ignored).
-                self._pid = os.posix_spawn(argv[0], argv, os.environ, file_actions=[(os.POSIX_SPAWN_DUP2, r, r)],
-                                           setsigmask=(signal.SIGINT, signal.SIGTERM))
-            except BaseException:
-                os.close(w)
-                raise
-            finally:
-                os.close(r)
-            self._fd = w
+            # Born with SIGINT and SIGTERM blocked: one sent before the tracker ignores them must not kill it
+            # (it unblocks them once they are ignored).
+            self._pid = os.posix_spawn(argv[0], argv, os.environ, file_actions=[(os.POSIX_SPAWN_DUP2, r, r)],
+                                       setsigmask=(signal.SIGINT, signal.SIGTERM))
+        finally:
+            os.close(r)
 
     def revive_if_dead(self) -> None:
         """If this process started a tracker that has died, start a new one (with the stdlib's warning); no
@@ -149,6 +205,8 @@ class ResourceTracker:
         if len(line) > _MAX_LINE:
             raise ValueError(f"resource name too long to track: {name!r}")
         self.ensure_running()
+        if self._deferred_r is not None:
+            self.start_deferred()  # this process has something to clean up: the tracker should be there
         assert self._fd is not None
         os.write(self._fd, line)
 
@@ -163,6 +221,10 @@ class ResourceTracker:
     def _after_fork_in_child(self) -> None:
         self._lock = threading.Lock()
         self._pid = None
+        if self._deferred_r is not None:
+            # The parent starts the tracker; a child only writes (and must not hold the read end open).
+            os.close(self._deferred_r)
+            self._deferred_r = None
 
     def _adopt(self, fd: int) -> None:
         """Use the tracker whose write end a spawn or forkserver child received."""
@@ -176,6 +238,7 @@ register = _resource_tracker.register
 unregister = _resource_tracker.unregister
 getfd = _resource_tracker.getfd
 revive_if_dead = _resource_tracker.revive_if_dead
+start_deferred = _resource_tracker.start_deferred
 os.register_at_fork(after_in_child=_resource_tracker._after_fork_in_child)
 
 

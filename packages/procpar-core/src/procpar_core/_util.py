@@ -564,6 +564,11 @@ def _exit_function() -> None:
     if _finalizer_registry:
         _run_finalizers()
     _run_stdlib_finalizers()
+    tracker = sys.modules.get("procpar_core._resource_tracker")
+    if tracker is not None:
+        # A tracker deferred and never started: start it now if a child registered something (the children
+        # are gone: it cleans up whatever they left), so nothing is left behind for want of one.
+        tracker.start_deferred(only_if_written=True)
 
 
 atexit.register(_exit_function)

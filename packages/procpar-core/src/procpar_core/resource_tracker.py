@@ -11,9 +11,10 @@ from ._resource_tracker import (
     main,
     register,
     revive_if_dead,
+    start_deferred,
     sweep_dead_programs,
     unregister,
 )
 
 __all__ = ["ResourceTracker", "ensure_running", "register", "unregister", "getfd", "main", "sweep_dead_programs",
-           "revive_if_dead", "_CLEANUP_FUNCS", "_resource_tracker"]
+           "revive_if_dead", "start_deferred", "_CLEANUP_FUNCS", "_resource_tracker"]

@@ -39,9 +39,10 @@ _LAYOUT_LENGTH = struct.Struct("!I")
 
 
 def ensure_tracker() -> None:
-    """Start the resource tracker now, so that children started from here share it."""
+    """Make the resource tracker's pipe now, so that children started from here share it; the tracker process
+    itself starts a little later (``defer``), not on the CPUs the first workers are starting on."""
     if os.path.isdir(_SHM_DIR):
-        resource_tracker.ensure_running()
+        resource_tracker.ensure_running(defer=True)
 
 
 def _segment_path(name: str) -> str:
