@@ -128,11 +128,8 @@ def _new_pool_then(impl: str) -> tuple[Callable[[], Any], Callable[[Any], None]]
 
 
 def child_pools(impl: str, later: str) -> dict[str, float]:
-    """The first pool of a fresh process, then ``later`` more: each timed. The program has imported the package
-    (``import multiprocessing`` at its top); what the first pool loads lazily counts."""
-    from _peers import module_named
-
-    module_named(impl if impl != "futures" else "concurrent.futures")
+    """The first pool of a fresh process, the import of its package included (some load their pool eagerly on
+    import, others on first use: a program pays both), then ``later`` more: each timed."""
     t0 = time.perf_counter()
     make, join = _new_pool_then(impl)
     join(make())
