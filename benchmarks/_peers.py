@@ -67,6 +67,10 @@ class PoolLike:
     def imap(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> Iterator[Any]:
         raise NotImplementedError
 
+    def map_one_each(self, fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
+        """``map`` with one item per task (large items: arrays)."""
+        raise NotImplementedError
+
     def apply(self, fn: Callable[..., Any], *args: Any) -> Any:
         raise NotImplementedError
 
@@ -91,6 +95,9 @@ class _MpPool(PoolLike):
     def imap(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> Iterator[Any]:
         return iter(self._pool.imap(fn, items, chunksize=1))
 
+    def map_one_each(self, fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
+        return list(self._pool.map(fn, items, chunksize=1))
+
     def apply(self, fn: Callable[..., Any], *args: Any) -> Any:
         return self._pool.apply(fn, args)
 
@@ -109,6 +116,9 @@ class _Executor(PoolLike):
 
     def imap(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> Iterator[Any]:
         return iter(self._executor.map(fn, items))
+
+    def map_one_each(self, fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
+        return list(self._executor.map(fn, items))
 
     def apply(self, fn: Callable[..., Any], *args: Any) -> Any:
         return self._executor.submit(fn, *args).result()
@@ -129,6 +139,9 @@ class _Mpire(PoolLike):
 
     def imap(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> Iterator[Any]:
         return iter(self._pool.imap(fn, items, chunk_size=1))
+
+    def map_one_each(self, fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
+        return list(self._pool.map(fn, items, chunk_size=1))
 
     def apply(self, fn: Callable[..., Any], *args: Any) -> Any:
         return self._pool.apply(fn, args)

@@ -489,10 +489,7 @@ def bench_pool_arrays(count: int) -> Rounds:
 
     def measure(pool: Any) -> float:
         t0 = time.perf_counter()
-        if hasattr(pool, "_pool") and hasattr(pool._pool, "map"):  # the multiprocessing API: one array per task
-            pool._pool.map(_work.doubled, arrays, chunksize=1)
-        else:
-            pool.map(_work.doubled, arrays)
+        pool.map_one_each(_work.doubled, arrays)
         return megabytes / (time.perf_counter() - t0)
 
     return _on_pools(3, measure)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 # The numbers from _signal (already loaded): ``signal`` the module imports ``enum``, ~3 ms of a first pool.
 import _signal  # type: ignore[import-not-found,unused-ignore]
+import os
 
 from procpar_core import TimeoutError as TimeoutError
 
@@ -89,9 +90,20 @@ def _read_counter(path: str, key: bytes) -> int | None:
     return None
 
 
+_cgroup_files: tuple[int, list[str]] | None = None  # (pid, files): looked up once per process
+
+
 def _memory_cgroup_files() -> list[str]:
     """The files counting OOM kills in this process's memory cgroup (v2 ``memory.events``, v1
-    ``memory.oom_control``), as far as they can be found."""
+    ``memory.oom_control``), as far as they can be found. Read once per process: every worker's start asks."""
+    global _cgroup_files
+    pid = os.getpid()
+    if _cgroup_files is None or _cgroup_files[0] != pid:
+        _cgroup_files = (pid, _find_memory_cgroup_files())
+    return _cgroup_files[1]
+
+
+def _find_memory_cgroup_files() -> list[str]:
     files: list[str] = []
     try:
         with open("/proc/self/cgroup", "rb") as f:
