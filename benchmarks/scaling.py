@@ -171,23 +171,31 @@ def imap_peak_memory(lengths: list[int]) -> dict[str, list[float]]:
     return results
 
 
-def _peak_child(name: str, length: int) -> float:
-    import resource
+def _peak_rss_kib() -> int:
+    # VmHWM, not getrusage's ru_maxrss: Linux carries ru_maxrss over exec(), so a child started by a big parent
+    # would begin with the parent's peak.
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    raise RuntimeError("no VmHWM in /proc/self/status")
 
+
+def _peak_child(name: str, length: int) -> float:
     module = _modules()[name]
     pool = module.get_context("fork").Pool(2)
     pool.map(_work.trivial, range(10))
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    before = _peak_rss_kib()
     items = (b"x" * 1000 + i.to_bytes(8, "little") for i in range(length))
     taken = 0
     for _ in pool.imap(_work.trivial, items, chunksize=1):
         taken += 1
         time.sleep(0.0001)  # the consumer's own wait per item (letting go of the GIL, as I/O would)
     assert taken == length
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    after = _peak_rss_kib()
     pool.terminate()
     pool.join()
-    return (after - before) / 1024  # ru_maxrss is in KiB on Linux
+    return (after - before) / 1024
 
 
 def worst_growth(sizes: list[int], megabytes_per_second: list[float]) -> float:
