@@ -163,3 +163,26 @@ class TestExecutor:
 def test_the_meta_names_are_reachable_from_the_package() -> None:
     assert procpar_pool.get_reusable_pool is get_reusable_pool
     assert isinstance(get_reusable_pool(1), procpar_pool.ReusablePool)
+
+
+def test_a_forked_child_gets_a_pool_of_its_own(run_script: Any) -> None:
+    done = run_script("""
+        import os, procpar_core, procpar_pool
+
+        def in_child(out):
+            pool = procpar_pool.get_reusable_pool(1)
+            out.put((pool.apply(os.getppid), os.getpid()))
+
+        if __name__ == "__main__":
+            import procpar_sync
+            parent_pool = procpar_pool.get_reusable_pool(1)
+            parent_pool.apply(abs, (1,))
+            out = procpar_sync.SimpleQueue()
+            p = procpar_core.get_context("fork").Process(target=in_child, args=(out,))
+            p.start()
+            worker_parent, child = out.get()
+            p.join(30)
+            print("ok" if worker_parent == child and p.exitcode == 0 else f"bad {worker_parent} {child}")
+    """)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ok"  # the child's pool's worker is the child's own child

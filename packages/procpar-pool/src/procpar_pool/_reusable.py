@@ -14,10 +14,10 @@ from __future__ import annotations
 import _thread
 import atexit
 import functools
+import os
 import threading
 import time
 
-from ._executor import Executor
 from ._pool import Pool
 from ._task import PoolState
 
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
     from procpar_core.context import BaseContext
 
+    from ._executor import Executor
     from ._typing import Function
     from .engine import Engine
 
@@ -290,6 +291,8 @@ def get_reusable_executor(max_workers: int | None = None, mp_context: BaseContex
                           ) -> Executor:
     """An ``Executor`` on the pool of ``get_reusable_pool``, shared the same way (``shutdown()`` ends both)."""
     global _shared_executor
+    from ._executor import Executor  # concurrent.futures: only for those who ask for an executor
+
     pool = get_reusable_pool(max_workers, initializer, initargs, max_tasks_per_child, mp_context,
                              idle_timeout=idle_timeout)
     with _lock:
@@ -298,6 +301,17 @@ def get_reusable_executor(max_workers: int | None = None, mp_context: BaseContex
             executor = _shared_executor = Executor(pool=pool)
         executor._depth = 2 * pool._processes  # the pool may have been resized
         return executor
+
+
+def _forget_in_child() -> None:
+    # A forked child has none of the parent's workers or threads: its first call makes a pool of its own.
+    global _lock, _shared, _shared_executor
+    _lock = threading.Lock()
+    _shared = None
+    _shared_executor = None
+
+
+os.register_at_fork(after_in_child=_forget_in_child)
 
 
 @atexit.register
