@@ -102,3 +102,23 @@ def raw_echo(r: int, w: int, size: int) -> None:
         if not msg:
             return
         write(w, msg)
+
+
+def timed_consumers(ctx: Any, consumers: int, items: int, work: float) -> tuple[float, list[int]]:
+    """(seconds, how many each took): ``consumers`` processes of ``ctx`` taking ``items`` ints from one Queue,
+    ``work`` seconds of CPU each (the harness's, run.py and scaling.py; not run in a child)."""
+    q, done = ctx.Queue(), ctx.Queue()
+    procs = [ctx.Process(target=queue_worker, args=(q, done, work)) for _ in range(consumers)]
+    for p in procs:
+        p.start()
+    t0 = time.perf_counter()
+    for i in range(items):
+        q.put(i)
+    for _ in procs:
+        q.put(None)
+    taken = sorted(done.get() for _ in procs)
+    elapsed = time.perf_counter() - t0
+    for p in procs:
+        p.join()
+    assert sum(taken) == items, f"lost items: {sum(taken)} of {items}"
+    return elapsed, taken

@@ -341,21 +341,7 @@ def bench_queue_consumers(items: int, consumers: int = 3, work: float = 0.001) -
     from _peers import default_method
 
     def measure(impl: Any) -> float:
-        ctx = impl.get_context(default_method())
-        q, done = ctx.Queue(), ctx.Queue()
-        procs = [ctx.Process(target=_work.queue_worker, args=(q, done, work)) for _ in range(consumers)]
-        for p in procs:
-            p.start()
-        t0 = time.perf_counter()
-        for i in range(items):
-            q.put(i)
-        for _ in procs:
-            q.put(None)
-        taken = sorted(done.get() for _ in procs)
-        elapsed = time.perf_counter() - t0
-        for p in procs:
-            p.join()
-        assert sum(taken) == items
+        elapsed, taken = _work.timed_consumers(impl.get_context(default_method()), consumers, items, work)
         _spread.setdefault(impl.__name__, []).append(taken)
         return elapsed * 1e3
 

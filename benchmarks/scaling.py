@@ -138,19 +138,7 @@ def by_workers(workers: list[int], calls: int, queue_items: int) -> dict[str, di
 
 
 def _queue_consumers(ctx: Any, consumers: int, items: int) -> float:
-    q, done = ctx.Queue(), ctx.Queue()
-    procs = [ctx.Process(target=_work.queue_worker, args=(q, done, 0.0)) for _ in range(consumers)]
-    for p in procs:
-        p.start()
-    t0 = time.perf_counter()
-    for i in range(items):
-        q.put(i)
-    for _ in procs:
-        q.put(None)
-    assert sum(done.get() for _ in procs) == items
-    elapsed = time.perf_counter() - t0
-    for p in procs:
-        p.join()
+    elapsed, _ = _work.timed_consumers(ctx, consumers, items, 0.0)
     return items / elapsed
 
 
