@@ -123,20 +123,3 @@ class TestDeferredTracker:
         assert "exit code 0" in result.stdout
         # Started at exit (or by its timer) whichever came first, the tracker removes it, then exits.
         assert _gone_within(folder, 30), "the deferred tracker did not clean up what the child left"
-
-    def test_after_a_delay_it_starts_by_itself_and_threads_come_only_then(self, run_script: Any) -> None:
-        result = run_script("""
-            import threading, time
-            from procpar_core import resource_tracker
-            tracker = resource_tracker._resource_tracker
-            resource_tracker.ensure_running(defer=True)
-            print("threads after ensure_running", threading.active_count())  # a pool forks its workers now
-            resource_tracker.start_deferred(after=0.05)
-            deadline = time.monotonic() + 30
-            while tracker._pid is None and time.monotonic() < deadline:
-                time.sleep(0.01)
-            print("started", tracker._pid is not None)
-        """)
-        assert result.returncode == 0, result.stderr
-        assert "threads after ensure_running 1" in result.stdout
-        assert "started True" in result.stdout

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from typing import Callable
 
 __all__ = ["ensure_running", "register", "unregister", "getfd", "main", "sweep_dead_programs", "revive_if_dead",
-           "start_deferred", "DEFER_SECONDS"]
+           "start_deferred"]
 
 _MAX_LINE = 512  # below PIPE_BUF: each notice is written atomically, whatever other processes write
 
@@ -56,10 +56,6 @@ def _known_types() -> list[str]:
 _TRACKER_CODE = "from procpar_core._resource_tracker import main; main()"
 
 
-# How long a deferred tracker waits before it starts (see ensure_running).
-DEFER_SECONDS = 0.5
-
-
 class ResourceTracker:
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -67,7 +63,6 @@ class ResourceTracker:
         self._pid: int | None = None
         self._exitcode: int | None = None  # the tracker's, once _stop() reaped it: 1 if it cleaned up leaks
         self._deferred_r: int | None = None  # the pipe's read end while the tracker is not started yet
-        self._timer_pending = False  # a thread will start the deferred tracker
 
     def getfd(self) -> int | None:
         self.ensure_running()
@@ -115,41 +110,24 @@ class ResourceTracker:
         """Start the tracker unless this process tree already has one.
 
         ``defer``: make its pipe now (children forked or spawned from here write to it as usual) but start the
-        tracker process itself later: at ``start_deferred()`` (``after=DEFER_SECONDS``, say), at the first
-        notice from this process, or at exit if a notice is waiting. A program's first pool then does not share
-        its CPUs with a new interpreter starting up. A program killed before then leaves its registered
-        resources to the next procpar program (``sweep_dead_programs``)."""
+        tracker process itself later: at ``start_deferred()``, at the first notice from this process (the
+        pool's parent unregisters every segment it receives), or at exit if a notice is waiting. A program's
+        first pool then does not share its CPUs with a new interpreter starting up. A program killed before
+        then leaves its registered resources to the next procpar program (``sweep_dead_programs``)."""
         with self._lock:
             if self._running():
                 return
             if defer and self._fd is None:  # never started here (a dead tracker is replaced at once, below)
-                # No thread here: the caller may be about to fork (a pool its workers), and a process with
-                # threads should not; it calls start_deferred(after=...) once it has forked.
+                # No thread, no timer: a process forking its pool's workers should have no other thread, and
+                # one forked while a thread imports would inherit that import's lock.
                 r, w = os.pipe()
                 self._deferred_r, self._fd = r, w
                 self._pid = None
                 return
             self._launch_locked()
 
-    def _start_later(self, pid: int, delay: float) -> None:
-        import time
-
-        time.sleep(delay)
-        if os.getpid() == pid:
-            self.start_deferred()
-
-    def start_deferred(self, only_if_written: bool = False, after: float | None = None) -> None:
-        """Start a deferred tracker now (``only_if_written``: only if a notice is waiting for it), or ``after``
-        that many seconds (from a timer thread; at most one is pending)."""
-        if after is not None:
-            with self._lock:
-                if self._deferred_r is None or self._timer_pending:
-                    return
-                self._timer_pending = True
-            import _thread
-
-            _thread.start_new_thread(self._start_later, (os.getpid(), after))
-            return
+    def start_deferred(self, only_if_written: bool = False) -> None:
+        """Start a deferred tracker now (``only_if_written``: only if a notice is waiting for it)."""
         with self._lock:
             r = self._deferred_r
             if r is None:
@@ -231,7 +209,6 @@ class ResourceTracker:
     def _after_fork_in_child(self) -> None:
         self._lock = threading.Lock()
         self._pid = None
-        self._timer_pending = False
         if self._deferred_r is not None:
             # The parent starts the tracker; a child only writes (and must not hold the read end open).
             os.close(self._deferred_r)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from ._resource_tracker import (
     _CLEANUP_FUNCS,
-    DEFER_SECONDS,
     ResourceTracker,
     _resource_tracker,
     ensure_running,
@@ -18,4 +17,4 @@ from ._resource_tracker import (
 )
 
 __all__ = ["ResourceTracker", "ensure_running", "register", "unregister", "getfd", "main", "sweep_dead_programs",
-           "revive_if_dead", "start_deferred", "DEFER_SECONDS", "_CLEANUP_FUNCS", "_resource_tracker"]
+           "revive_if_dead", "start_deferred", "_CLEANUP_FUNCS", "_resource_tracker"]

@@ -64,7 +64,6 @@ class WorkerFleet:
             prepared = [self._prepare() for _ in range(count)]
             for worker, child_end in prepared:
                 self._launch(worker, child_end)
-            _oob.start_tracker_soon()  # its timer thread only now: the workers were forked without threads
         except BaseException:
             for conn in self._unstarted:
                 conn.close()

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from pickle import PickleBuffer
 
 __all__ = ["THRESHOLD", "PLAIN", "NUMBERS", "LargeBuffer", "dumps", "dumps_inband", "dumps_each_inband",
-           "loads_message", "discard", "ensure_tracker", "start_tracker_soon"]
+           "loads_message", "discard", "ensure_tracker"]
 
 THRESHOLD = 1 << 20  # smaller buffers stay in the pickle: a segment costs more than copying them
 _ALIGN = 64
@@ -40,14 +40,11 @@ _LAYOUT_LENGTH = struct.Struct("!I")
 
 def ensure_tracker() -> None:
     """Make the resource tracker's pipe now, so that children started from here share it; the tracker process
-    itself starts later (``start_tracker_soon``), not on the CPUs the first workers are starting on."""
+    itself starts when first needed (the first segment this process creates or takes), not on the CPUs the first
+    workers are starting on."""
     if os.path.isdir(_SHM_DIR):
         resource_tracker.ensure_running(defer=True)
 
-
-def start_tracker_soon() -> None:
-    """Once the workers are forked: a deferred tracker starts ``DEFER_SECONDS`` from now (a thread waits)."""
-    resource_tracker.start_deferred(after=resource_tracker.DEFER_SECONDS)
 
 
 def _segment_path(name: str) -> str:
