@@ -135,3 +135,43 @@ def test_ctrl_c_stops_the_work_and_the_workers(ctx: Any, run_script: Any, call: 
     assert out.returncode == 0, out.stderr
     pids = [int(x) for x in out.stdout.split()]
     assert len(pids) == 2 and _gone(pids, time.monotonic() + 30)
+
+
+LEFT_OPEN_IN_A_CHILD = """
+    import sys, procpar_core, procpar_pool
+    from procpar_core.util import Finalize
+
+    def report(pool):
+        # Priority 0: after the pools' own exit finalizers, before the exit sequence stops the children.
+        print(pool._state.name, len(procpar_core.active_children()), flush=True)
+
+    def child(how):
+        global pool
+        if how == "reusable":
+            pool = procpar_pool.get_reusable_pool(2)
+        else:
+            pool = procpar_pool.Pool(2)
+        pool.map(abs, range(50))
+        if how == "closed":
+            pool.apply_async(abs, (1,))
+            pool.close()
+        Finalize(None, report, args=(pool,), exitpriority=0)
+
+    if __name__ == "__main__":
+        procpar_core.set_start_method(sys.argv[1])
+        p = procpar_core.Process(target=child, args=(sys.argv[2],))
+        p.start()
+        p.join(60)
+        print("exitcode", p.exitcode, flush=True)
+"""
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("how", ["open", "closed", "reusable"])
+def test_a_pool_left_open_in_a_child_is_ended_before_its_children_are_stopped(ctx: Any, run_script: Any,
+                                                                               how: str) -> None:
+    # The exit sequence terminates daemonic children, then joins every child: a pool still running there
+    # replaced a terminated worker now and then, and the join waited on the new one for good (seen on 3.10).
+    out = run_script(LEFT_OPEN_IN_A_CHILD, ctx.get_start_method(), how, timeout=100)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split("\n")[:2] == ["TERMINATE 0", "exitcode 0"], (out.stdout, out.stderr)

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import os
 import threading
-import weakref
 
 from procpar_core.process import BaseProcess
+from procpar_core.util import Finalize, is_exiting
 
 from ._process_engine import ProcessEngine
 from ._progress import make_progress
@@ -87,8 +87,11 @@ class Pool:
         self._max_memory = max_memory_per_child
         self._engine = self._make_engine(processes, initializer=initializer, initargs=tuple(initargs),
                                          maxtasksperchild=maxtasksperchild, context=context, prefetch=prefetch)
-        # Collected without close()/terminate(): warn and stop the workers, as the stdlib does.
-        weakref.finalize(self, _collected, self._engine)
+        # Collected without close()/terminate(): warn and stop the workers, as the stdlib does. Still open at
+        # exit: stopped before the exit sequence terminates daemonic children (priority above 0), so the engine
+        # cannot start a replacement behind that sweep, which would then wait on it forever. A process made by
+        # fork runs no atexit hook before 3.13, only this sequence.
+        Finalize(self, _collected, args=(self._engine,), exitpriority=_EXIT_PRIORITY)
 
     def _make_engine(self, processes: int, *, initializer: Function | None,
                      initargs: tuple[object, ...], maxtasksperchild: int | None, context: BaseContext | None,
@@ -274,8 +277,14 @@ def _ahead(buffersize: int | None, max_ahead: int | None) -> int | None:
     return buffersize
 
 
+_EXIT_PRIORITY = 15  # the stdlib's pools use the same: before queues' feeders (10) and managers (0)
+
+
 def _collected(engine: Engine) -> None:
-    if engine.state is PoolState.RUN:
+    if is_exiting():
+        if engine.state is not PoolState.TERMINATE:
+            engine.terminate()  # closed but not joined: at exit, as in the stdlib, the workers are stopped
+    elif engine.state is PoolState.RUN:
         engine.warn_unclosed()
         engine.terminate()
 

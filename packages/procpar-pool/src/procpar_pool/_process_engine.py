@@ -51,7 +51,7 @@ import threading
 import time
 import warnings
 
-from procpar_core.util import SIGNAL_SLICE, in_main_thread, register_after_fork
+from procpar_core.util import SIGNAL_SLICE, in_main_thread, is_exiting, register_after_fork
 from procpar_sync.lowlevel import has_message, read_messages_stashed, spin_readable, write_messages
 
 from ._backlog import Backlog
@@ -433,6 +433,8 @@ class ProcessEngine:
             self._backlog.set_aside(later)
         state = self._state
         if state is not _TERMINATE and self._broken is None and (state is _RUN or not self._all_done()):
+            if is_exiting():
+                return  # the exit sequence is stopping this process's children: a new one would wait it out
             self._fleet.replace()
 
     def _expire_tasks(self) -> None:

@@ -12,13 +12,14 @@ to new ones.
 from __future__ import annotations
 
 import _thread
-import atexit
 import functools
 import os
 import threading
 import time
 
-from ._pool import Pool
+from procpar_core.util import Finalize
+
+from ._pool import _EXIT_PRIORITY, Pool
 from ._task import PoolState
 
 TYPE_CHECKING = False
@@ -267,8 +268,6 @@ def get_reusable_pool(processes: int | None = None, initializer: Function | None
     if not isinstance(idle_timeout, (int, float)) or isinstance(idle_timeout, bool) or idle_timeout <= 0:
         raise ValueError(f"idle_timeout must be a positive number of seconds, not {idle_timeout!r}")
     if processes is None:
-        import os
-
         processes = os.cpu_count() or 1
     if not isinstance(processes, int) or processes < 1:
         raise ValueError("Number of processes must be at least 1")
@@ -278,6 +277,7 @@ def get_reusable_pool(processes: int | None = None, initializer: Function | None
         if pool is None or pool._ended:
             pool = _shared = ReusablePool(processes, initializer, config[1], maxtasksperchild, context,
                                           float(idle_timeout))
+            _end_at_exit_of(os.getpid())
             return pool
         pool._set_idle_timeout(float(idle_timeout))
         if not pool._matches(processes, config):
@@ -314,7 +314,18 @@ def _forget_in_child() -> None:
 os.register_at_fork(after_in_child=_forget_in_child)
 
 
-@atexit.register
+_exit_hook_pid = 0
+
+
+def _end_at_exit_of(pid: int) -> None:
+    # Once per process (a forked child registers its own): the exit sequence ends the shared pool with the
+    # other pools, before it stops this process's children. An atexit hook would not run in a forked child.
+    global _exit_hook_pid
+    if _exit_hook_pid != pid:
+        _exit_hook_pid = pid
+        Finalize(None, _end_at_exit, exitpriority=_EXIT_PRIORITY)
+
+
 def _end_at_exit() -> None:
     pool = _shared
     if pool is not None:
