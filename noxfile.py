@@ -52,7 +52,7 @@ nox.options.error_on_missing_interpreters = False
 nox.options.reuse_existing_virtualenvs = False
 if hasattr(nox.options, "download_python"):
     nox.options.download_python = "never"
-nox.options.sessions = [f"tests-{short}" for short in PACKAGES] + ["faults", "lint", "typecheck"]
+nox.options.sessions = [f"tests-{short}" for short in PACKAGES] + ["faults", "lint", "typecheck", "typing"]
 
 
 def _add_pyenv_interpreters_to_path() -> None:
@@ -138,7 +138,7 @@ def lint(session: nox.Session) -> None:
     """ruff over the packages, benchmarks, the fault suite, the tools and this file; no package importing
     another package's private code (tools/check_private_imports.py)."""
     session.install("ruff>=0.4")
-    session.run("ruff", "check", "packages", "benchmarks", "faults", "tools", "noxfile.py")
+    session.run("ruff", "check", "packages", "benchmarks", "faults", "tools", "typecheck", "noxfile.py")
     session.run("python", "tools/check_private_imports.py")
 
 
@@ -152,6 +152,19 @@ def typecheck(session: nox.Session) -> None:
     session.env["MYPYPATH"] = os.pathsep.join(src_dirs)
     session.run("mypy", "--strict", *(f"-p={imp}" for _, imp, _ in PACKAGES.values()))
     session.run("python", str(ROOT / "tools" / "typecheck_tests.py"))
+
+
+@nox.session(name="typing", tags=["tests"])
+def typing_(session: nox.Session) -> None:
+    """A user's view of the types: the packages installed as wheels, then mypy --strict and pyright (strict)
+    over typecheck/api_usage.py, whose assert_type lines must hold and whose marked lines must be rejected."""
+    dists = [*_closure("procpar"), "procpar-dask"]
+    session.install(*(str(PACKAGES_DIR / d) for d in dists), "mypy>=1.8", "pyright>=1.1.380", "typing_extensions")
+    usage = str(ROOT / "typecheck" / "api_usage.py")
+    python = str(Path(session.virtualenv.location) / "bin" / "python")
+    session.run("mypy", "--strict", "--python-version", "3.10", usage)
+    session.run("pyright", "--pythonpath", python, "-p", str(ROOT / "typecheck"), usage)
+    session.run("python", str(ROOT / "tools" / "count_any.py"))
 
 
 BENCH_PEERS = ["loky", "mpire", "multiprocess"]

@@ -56,7 +56,7 @@ def test_send_bytes_argument_errors() -> None:
     with pytest.raises(ValueError, match="buffer length < offset \\+ size"):
         a.send_bytes(b"abc", 1, 3)
     with pytest.raises(TypeError):
-        a.send_bytes("not bytes")
+        a.send_bytes("not bytes")  # type: ignore[arg-type]
     a.send_bytes(b"ok")  # nothing was sent by the failed calls
     assert b.recv_bytes() == b"ok"
 
@@ -292,7 +292,7 @@ def test_wait_over_mixed_objects(ctx: Any) -> None:
     p.join(30)
     assert wait([], timeout=0) == []
     with pytest.raises(TypeError, match="wait"):
-        wait([object()], timeout=0)
+        wait([object()], timeout=0)  # type: ignore[type-var]
     for s in (s1, s2):
         s.close()
 

@@ -141,6 +141,17 @@ def test_the_executor_on_a_cluster(pools: Any) -> None:
         assert list(ex.map(abs, range(-300, 0), chunksize=7)) == list(range(300, 0, -1))
 
 
+def test_results_on_a_cluster_are_awaited_as_on_a_local_pool(pools: Any) -> None:
+    import asyncio
+
+    async def main(p: Any, ex: Any) -> tuple[int, list[int], list[int], int]:
+        return (await p.apply_async(abs, (-3,)), await p.map_async(abs, [-1, -2]),
+                [x async for x in p.imap(abs, [-4, -5])], await ex.submit(abs, -6))
+
+    with pools.pool(2) as p, pools.executor(2) as ex:
+        assert asyncio.run(main(p, ex)) == (3, [1, 2], [4, 5], 6)
+
+
 def test_many_apply_async_calls_share_dask_tasks(pools: Any) -> None:
     """A flood of apply_async goes out in bundles, not one Dask task (milliseconds each) per call."""
     with pools.pool(2) as p:

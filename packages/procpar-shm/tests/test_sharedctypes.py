@@ -56,9 +56,9 @@ def test_lock_argument() -> None:
     a = shm.Array("i", 3, lock=lock)
     assert a.get_lock() is lock
     with pytest.raises(AttributeError, match="has no method 'acquire'"):
-        shm.Value("i", 1, lock="yes")
+        shm.Value("i", 1, lock="yes")  # type: ignore[call-overload]
     with pytest.raises(TypeError):
-        shm.Array("i", 3, True)  # type: ignore[call-arg]  # lock is keyword-only
+        shm.Array("i", 3, True)  # type: ignore[call-overload]  # lock is keyword-only
 
 
 @pytest.mark.parametrize("typecode", sorted(sharedctypes.typecode_to_type))
@@ -74,11 +74,11 @@ def test_unknown_typecodes_and_types_are_refused() -> None:
     with pytest.raises(TypeError, match="unknown typecode 'z'"):
         shm.RawValue("z")
     with pytest.raises(TypeError, match="neither an array typecode nor a ctypes type"):
-        shm.RawArray(int, 3)
+        shm.RawArray(int, 3)  # type: ignore[type-var]
     with pytest.raises(ValueError, match="array size must be >= 0"):
         shm.RawArray("i", -1)
     with pytest.raises(TypeError, match="must be an int or a sequence"):
-        shm.RawArray("i", 2.5)
+        shm.RawArray("i", 2.5)  # type: ignore[call-overload]
 
 
 def test_raw_objects_and_structures() -> None:
@@ -88,8 +88,8 @@ def test_raw_objects_and_structures() -> None:
     assert [(p.x, p.y) for p in points] == [(1.875, -6.25), (-5.75, 2.0)]
     p = shm.Value(Point, 1.0, 2.0)
     assert type(p).__name__ == "SynchronizedPoint"
-    p.x = 5.0
-    assert (p.x, p.y) == (5.0, 2.0)
+    p.x = 5.0  # type: ignore[attr-defined]  # a structure's fields are made at run time
+    assert (p.x, p.y) == (5.0, 2.0)  # type: ignore[attr-defined]
 
 
 def test_copy_and_synchronized() -> None:
@@ -104,7 +104,7 @@ def test_copy_and_synchronized() -> None:
     wrapped = shm.synchronized(raw)
     assert wrapped.value == 4 and wrapped.get_obj() is raw
     with pytest.raises(TypeError, match="already synchronized"):
-        shm.synchronized(wrapped)
+        shm.synchronized(wrapped)  # type: ignore[call-overload]
 
 
 def test_sending_outside_process_creation_is_refused() -> None:

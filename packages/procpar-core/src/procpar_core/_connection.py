@@ -23,7 +23,14 @@ from ._util import SIGNAL_SLICE, Finalize, get_temp_dir, in_main_thread
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs a spawn child ~10 ms
 if TYPE_CHECKING:
-    from typing import Any, Iterable
+    from typing import Any, Iterable, TypeVar, Union, overload
+
+    from _typeshed import HasFileno, ReadableBuffer, WriteableBuffer
+
+    # What wait() takes and gives back: connections, sockets, sentinels (ints), anything with fileno().
+    Waitable = TypeVar("Waitable", bound=Union[HasFileno, int])
+else:
+    from .runtime_typing import overload
 
 __all__ = [
     "Connection",
@@ -161,7 +168,7 @@ class Connection:
 
     # -- sending ------------------------------------------------------------------------------------------
 
-    def send_bytes(self, buf: Any, offset: int = 0, size: int | None = None) -> None:
+    def send_bytes(self, buf: ReadableBuffer, offset: int = 0, size: int | None = None) -> None:
         """Send ``buf[offset:offset + size]`` (a bytes-like object) as one message."""
         handle = self._handle
         if handle is None:
@@ -186,7 +193,7 @@ class Connection:
             m = m[offset : offset + size]
         self._send_message(handle, m, size)
 
-    def send(self, obj: Any) -> None:
+    def send(self, obj: object) -> None:
         """Send a picklable object; the peer gets it with ``recv()``."""
         handle = self._handle
         if handle is None:
@@ -289,7 +296,7 @@ class Connection:
         handle = self._readable_handle()
         return loads(_read_body(handle, self._read_length(handle)))
 
-    def recv_bytes_into(self, buf: Any, offset: int = 0) -> int:
+    def recv_bytes_into(self, buf: WriteableBuffer, offset: int = 0) -> int:
         """Read one message into the writable buffer ``buf`` at byte ``offset``; return its size in bytes.
 
         Raises ``BufferTooShort`` (holding the whole message) if it does not fit.
@@ -500,7 +507,13 @@ def _fileno_of(obj: Any) -> int:
     return int(fileno())
 
 
-def wait(object_list: Iterable[Any], timeout: float | None = None) -> list[Any]:
+@overload
+def wait(object_list: Iterable[Waitable], timeout: float | None = None) -> list[Waitable]: ...
+@overload
+def wait(  # type: ignore[overload-cannot-match]  # reached by a list of mixed kinds, inferred as list[object]
+        object_list: Iterable[HasFileno | int], timeout: float | None = None) -> list[HasFileno | int]: ...
+def wait(  # type: ignore[misc]
+        object_list: Iterable[HasFileno | int], timeout: float | None = None) -> list[HasFileno | int]:
     """Wait until at least one object of ``object_list`` is ready; return the ready ones.
 
     The objects are connections, sockets, process sentinels or anything with ``fileno()``. A connection is

@@ -15,7 +15,10 @@ from ._process import BaseProcess
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs a spawn child ~10 ms
 if TYPE_CHECKING:
+    import logging
     from typing import Any, ClassVar, Mapping, Sequence
+
+    from ._connection import Connection
 
 __all__ = [
     "BaseContext",
@@ -84,7 +87,7 @@ class BaseContext:
             raise NotImplementedError("cannot determine number of cpus")
         return count
 
-    def Pipe(self, duplex: bool = True) -> tuple[Any, Any]:
+    def Pipe(self, duplex: bool = True) -> tuple[Connection, Connection]:
         """A pair of connected ``Connection`` objects (see ``procpar_core.connection.Pipe``)."""
         from ._connection import Pipe
 
@@ -127,12 +130,12 @@ class BaseContext:
 
         set_forkserver_preload(module_names, on_error=on_error)
 
-    def get_logger(self) -> Any:
+    def get_logger(self) -> logging.Logger:
         from ._log import get_logger
 
         return get_logger()
 
-    def log_to_stderr(self, level: Any = None) -> Any:
+    def log_to_stderr(self, level: int | str | None = None) -> logging.Logger:
         from ._log import log_to_stderr
 
         return log_to_stderr(level)

@@ -93,8 +93,8 @@ class BaseProcess:
         group: None = None,
         target: Callable[..., object] | None = None,
         name: str | None = None,
-        args: Iterable[Any] = (),
-        kwargs: Mapping[str, Any] | None = None,
+        args: Iterable[object] = (),
+        kwargs: Mapping[str, object] | None = None,
         *,
         daemon: bool | None = None,
     ) -> None:

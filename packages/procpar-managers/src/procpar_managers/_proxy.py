@@ -346,18 +346,18 @@ class IteratorProxy(BaseProxy):
 class AcquirerProxy(BaseProxy):
     _exposed_: ClassVar[tuple[str, ...] | None] = ("acquire", "release")
 
-    def acquire(self, blocking: bool = True, timeout: float | None = None) -> object:
+    def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
         args = (blocking,) if timeout is None else (blocking, timeout)
-        return self._callmethod("acquire", args)
+        return bool(self._callmethod("acquire", args))
 
-    def release(self) -> object:
-        return self._callmethod("release")
+    def release(self) -> None:
+        self._callmethod("release")
 
-    def __enter__(self) -> object:
-        return self._callmethod("acquire")
+    def __enter__(self) -> bool:
+        return bool(self._callmethod("acquire"))
 
-    def __exit__(self, *exc_info: object) -> object:
-        return self._callmethod("release")
+    def __exit__(self, *exc_info: object) -> None:
+        self._callmethod("release")
 
 
 class ConditionProxy(AcquirerProxy):
@@ -455,99 +455,179 @@ class NamespaceProxy(BaseProxy):
         object.__getattribute__(self, "_callmethod")("__delattr__", (key,))
 
 
-class ValueProxy(BaseProxy):
-    _exposed_ = ("get", "set")
-
-    def get(self) -> object:
-        return self._callmethod("get")
-
-    def set(self, value: object) -> None:
-        self._callmethod("set", (value,))
-
-    value = property(get, set)
-
-    __class_getitem__ = classmethod(GenericAlias)  # type: ignore[var-annotated]
-
-
-BaseListProxy = MakeProxyType("BaseListProxy", (
-    "__add__", "__contains__", "__delitem__", "__getitem__", "__len__", "__mul__", "__reversed__", "__rmul__",
-    "__setitem__", "append", "count", "extend", "index", "insert", "pop", "remove", "reverse", "sort",
-    "__imul__", "clear", "copy"))
-
-
-class ListProxy(BaseListProxy):  # type: ignore[valid-type,misc]
-    def __iadd__(self, value: object) -> ListProxy:
-        self._callmethod("extend", (value,))
-        return self
-
-    def __imul__(self, value: object) -> ListProxy:
-        self._callmethod("__imul__", (value,))
-        return self
-
-    __class_getitem__ = classmethod(GenericAlias)  # type: ignore[var-annotated]
-
-
-_BaseDictProxy = MakeProxyType("DictProxy", (
-    "__contains__", "__delitem__", "__getitem__", "__ior__", "__iter__", "__len__", "__or__", "__reversed__",
-    "__ror__", "__setitem__", "clear", "copy", "fromkeys", "get", "items", "keys", "pop", "popitem",
-    "setdefault", "update", "values"))
-
-
-class DictProxy(_BaseDictProxy):  # type: ignore[valid-type,misc]
-    _method_to_typeid_ = {"__iter__": "Iterator"}
-
-    def __ior__(self, value: object) -> DictProxy:
-        self._callmethod("__ior__", (value,))
-        return self
-
-    __class_getitem__ = classmethod(GenericAlias)  # type: ignore[var-annotated]
-
-
-_BaseSetProxy = MakeProxyType("_BaseSetProxy", (
-    "__and__", "__contains__", "__iand__", "__ior__", "__isub__", "__iter__", "__ixor__", "__len__", "__or__",
-    "__rand__", "__ror__", "__rsub__", "__rxor__", "__sub__", "__xor__", "__ge__", "__gt__", "__le__", "__lt__",
-    "add", "clear", "copy", "difference", "difference_update", "discard", "intersection", "intersection_update",
-    "isdisjoint", "issubset", "issuperset", "pop", "remove", "symmetric_difference",
-    "symmetric_difference_update", "union", "update"))
-
-
-class SetProxy(_BaseSetProxy):  # type: ignore[valid-type,misc]
-    """A proxy of a shared ``set`` (3.14's ``SyncManager.set()``)."""
-
-    _method_to_typeid_ = {"__iter__": "Iterator"}
-
-    def __ior__(self, value: object) -> SetProxy:
-        self._callmethod("__ior__", (value,))
-        return self
-
-    def __iand__(self, value: object) -> SetProxy:
-        self._callmethod("__iand__", (value,))
-        return self
-
-    def __ixor__(self, value: object) -> SetProxy:
-        self._callmethod("__ixor__", (value,))
-        return self
-
-    def __isub__(self, value: object) -> SetProxy:
-        self._callmethod("__isub__", (value,))
-        return self
-
-    __class_getitem__ = classmethod(GenericAlias)  # type: ignore[var-annotated]
-
-
-collections.abc.MutableSet.register(_BaseSetProxy)
-collections.abc.MutableMapping.register(_BaseDictProxy)  # as 3.13's
-
-ArrayProxy = MakeProxyType("ArrayProxy", ("__len__", "__getitem__", "__setitem__"))
-
 if TYPE_CHECKING:
-    # For type checkers only: what SyncManager.Queue() returns at run time is an AutoProxy of a queue.Queue,
-    # whose methods are the queue's (put, get, qsize, ...), asked of the server.
-    class QueueProxy(MakeProxyType("Queue", ())):  # type: ignore[misc]
-        pass
+    # The type checker's view of the container proxies: generic, with the methods of the type they stand for
+    # (what typeshed gives the stdlib's). At run time they are the classes below, made by MakeProxyType.
+    from collections.abc import Iterator, Mapping, MutableMapping, MutableSequence, MutableSet
+    from typing import Generic, SupportsIndex, TypeVar, overload
 
-    class ArrayProxyType(ArrayProxy):  # type: ignore[valid-type,misc]
-        pass
+    from _typeshed import SupportsRichComparison
+    from typing_extensions import Self
+
+    T = TypeVar("T")
+    K = TypeVar("K")
+    V = TypeVar("V")
+
+    class ValueProxy(BaseProxy, Generic[T]):
+        def get(self) -> T: ...
+        def set(self, value: T) -> None: ...
+        value: T
+
+    class BaseListProxy(BaseProxy, MutableSequence[T]):
+        @overload
+        def __getitem__(self, i: SupportsIndex) -> T: ...
+        @overload
+        def __getitem__(self, s: slice) -> list[T]: ...  # type: ignore[explicit-any]  # slice's stub parameters
+        def __getitem__(self, i: SupportsIndex | slice) -> T | list[T]: ...  # type: ignore[explicit-any]  # slice's stub parameters
+        @overload
+        def __setitem__(self, i: SupportsIndex, value: T) -> None: ...
+        @overload
+        def __setitem__(self, s: slice, value: Iterable[T]) -> None: ...  # type: ignore[explicit-any]  # slice's stub parameters
+        def __setitem__(self, i: SupportsIndex | slice, value: T | Iterable[T]) -> None: ...  # type: ignore[explicit-any]  # slice's stub parameters
+        def __delitem__(self, i: SupportsIndex | slice) -> None: ...  # type: ignore[explicit-any]  # slice's stub parameters
+        def __len__(self) -> int: ...
+        def insert(self, index: SupportsIndex, value: T) -> None: ...
+        def __add__(self, other: list[T]) -> list[T]: ...
+        def __mul__(self, n: SupportsIndex) -> list[T]: ...
+        def __rmul__(self, n: SupportsIndex) -> list[T]: ...
+        def sort(self, *, key: Callable[[T], SupportsRichComparison] | None = None, reverse: bool = False
+                 ) -> None: ...
+        def copy(self) -> list[T]: ...
+
+    class ListProxy(BaseListProxy[T]):
+        def __iadd__(self, value: Iterable[T]) -> Self: ...  # type: ignore[override]  # in place, unlike __add__
+        def __imul__(self, value: SupportsIndex) -> Self: ...  # type: ignore[override]
+
+    class DictProxy(BaseProxy, MutableMapping[K, V]):
+        def __getitem__(self, key: K) -> V: ...
+        def __setitem__(self, key: K, value: V) -> None: ...
+        def __delitem__(self, key: K) -> None: ...
+        def __iter__(self) -> Iterator[K]: ...
+        def __len__(self) -> int: ...
+        def copy(self) -> dict[K, V]: ...
+        def __or__(self, other: Mapping[K, V]) -> dict[K, V]: ...
+        def __ror__(self, other: Mapping[K, V]) -> dict[K, V]: ...
+        def __ior__(self, value: Mapping[K, V]) -> Self: ...
+        def __reversed__(self) -> Iterator[K]: ...
+        def fromkeys(self, iterable: Iterable[K], value: V, /) -> dict[K, V]: ...
+
+    class SetProxy(BaseProxy, MutableSet[T]):
+        def __contains__(self, value: object) -> bool: ...
+        def __iter__(self) -> Iterator[T]: ...
+        def __len__(self) -> int: ...
+        def add(self, value: T) -> None: ...
+        def discard(self, value: T) -> None: ...
+        def copy(self) -> set[T]: ...
+        def update(self, *others: Iterable[T]) -> None: ...
+        def union(self, *others: Iterable[T]) -> set[T]: ...
+        def intersection(self, *others: Iterable[object]) -> set[T]: ...
+        def difference(self, *others: Iterable[object]) -> set[T]: ...
+
+    class ArrayProxy(BaseProxy, Generic[T]):
+        def __len__(self) -> int: ...
+        def __getitem__(self, i: SupportsIndex) -> T: ...
+        def __setitem__(self, i: SupportsIndex, value: T) -> None: ...
+
+    ArrayProxyType = ArrayProxy
+
+    class QueueProxy(BaseProxy, Generic[T]):
+        """What ``SyncManager.Queue()`` returns: at run time an AutoProxy of a ``queue.Queue``."""
+
+        def put(self, item: T, block: bool = True, timeout: float | None = None) -> None: ...
+        def put_nowait(self, item: T) -> None: ...
+        def get(self, block: bool = True, timeout: float | None = None) -> T: ...
+        def get_nowait(self) -> T: ...
+        def qsize(self) -> int: ...
+        def empty(self) -> bool: ...
+        def full(self) -> bool: ...
+        def task_done(self) -> None: ...
+        def join(self) -> None: ...
+else:
+    class ValueProxy(BaseProxy):
+        _exposed_ = ("get", "set")
+
+        def get(self) -> object:
+            return self._callmethod("get")
+
+        def set(self, value: object) -> None:
+            self._callmethod("set", (value,))
+
+        value = property(get, set)
+
+        __class_getitem__ = classmethod(GenericAlias)  # type: ignore[var-annotated]
+
+
+    BaseListProxy = MakeProxyType("BaseListProxy", (
+        "__add__", "__contains__", "__delitem__", "__getitem__", "__len__", "__mul__", "__reversed__", "__rmul__",
+        "__setitem__", "append", "count", "extend", "index", "insert", "pop", "remove", "reverse", "sort",
+        "__imul__", "clear", "copy"))
+
+
+    class ListProxy(BaseListProxy):  # type: ignore[valid-type,misc]
+        def __iadd__(self, value: object) -> ListProxy:
+            self._callmethod("extend", (value,))
+            return self
+
+        def __imul__(self, value: object) -> ListProxy:
+            self._callmethod("__imul__", (value,))
+            return self
+
+        __class_getitem__ = classmethod(GenericAlias)  # type: ignore[var-annotated]
+
+
+    _BaseDictProxy = MakeProxyType("DictProxy", (
+        "__contains__", "__delitem__", "__getitem__", "__ior__", "__iter__", "__len__", "__or__", "__reversed__",
+        "__ror__", "__setitem__", "clear", "copy", "fromkeys", "get", "items", "keys", "pop", "popitem",
+        "setdefault", "update", "values"))
+
+
+    class DictProxy(_BaseDictProxy):  # type: ignore[valid-type,misc]
+        _method_to_typeid_ = {"__iter__": "Iterator"}
+
+        def __ior__(self, value: object) -> DictProxy:
+            self._callmethod("__ior__", (value,))
+            return self
+
+        __class_getitem__ = classmethod(GenericAlias)  # type: ignore[var-annotated]
+
+
+    _BaseSetProxy = MakeProxyType("_BaseSetProxy", (
+        "__and__", "__contains__", "__iand__", "__ior__", "__isub__", "__iter__", "__ixor__", "__len__", "__or__",
+        "__rand__", "__ror__", "__rsub__", "__rxor__", "__sub__", "__xor__", "__ge__", "__gt__", "__le__", "__lt__",
+        "add", "clear", "copy", "difference", "difference_update", "discard", "intersection", "intersection_update",
+        "isdisjoint", "issubset", "issuperset", "pop", "remove", "symmetric_difference",
+        "symmetric_difference_update", "union", "update"))
+
+
+    class SetProxy(_BaseSetProxy):  # type: ignore[valid-type,misc]
+        """A proxy of a shared ``set`` (3.14's ``SyncManager.set()``)."""
+
+        _method_to_typeid_ = {"__iter__": "Iterator"}
+
+        def __ior__(self, value: object) -> SetProxy:
+            self._callmethod("__ior__", (value,))
+            return self
+
+        def __iand__(self, value: object) -> SetProxy:
+            self._callmethod("__iand__", (value,))
+            return self
+
+        def __ixor__(self, value: object) -> SetProxy:
+            self._callmethod("__ixor__", (value,))
+            return self
+
+        def __isub__(self, value: object) -> SetProxy:
+            self._callmethod("__isub__", (value,))
+            return self
+
+        __class_getitem__ = classmethod(GenericAlias)  # type: ignore[var-annotated]
+
+
+    collections.abc.MutableSet.register(_BaseSetProxy)
+    collections.abc.MutableMapping.register(_BaseDictProxy)  # as 3.13's
+
+    ArrayProxy = MakeProxyType("ArrayProxy", ("__len__", "__getitem__", "__setitem__"))
+
 
 BasePoolProxy = MakeProxyType("PoolProxy", (
     "apply", "apply_async", "close", "imap", "imap_unordered", "join", "map", "map_async", "starmap",

@@ -7,7 +7,7 @@ mypy runs with ``disallow_any_explicit`` over this package; the ``Any`` that a c
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 from procpar_core.connection import Connection
 
@@ -39,3 +39,6 @@ class MessageConnection(Protocol):
 
 
 __all__ = ["Function", "ProxyFactory", "Address", "MessageConnection", "Connection"]
+
+#: A proxy's item type when its contents were not given (``Manager().dict()``): as the stdlib's stubs, ``Any``.
+Unknown = Any  # type: ignore[explicit-any]

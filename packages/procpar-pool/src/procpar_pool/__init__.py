@@ -20,6 +20,7 @@ from ._errors import WorkerLostError as WorkerLostError
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from ._executor import Executor as Executor
+    from ._executor import Future as Future
     from ._pool import Pool as Pool
     from ._pool import ThreadPool as ThreadPool
     from ._results import AsyncResult as AsyncResult
@@ -29,7 +30,8 @@ if TYPE_CHECKING:
 
 # Loaded on first use: a worker process imports this package to reach its own module, and should not pay for
 # the dispatcher, nor for concurrent.futures and logging (the Executor's), about 10 ms per spawned worker.
-_LAZY = {"Pool": "._pool", "ThreadPool": "._pool", "Executor": "._executor", "AsyncResult": "._results",
+_LAZY = {"Pool": "._pool", "ThreadPool": "._pool", "Executor": "._executor", "Future": "._executor",
+         "AsyncResult": "._results",
          "get_reusable_pool": "._reusable", "get_reusable_executor": "._reusable", "ReusablePool": "._reusable"}
 
 
@@ -47,6 +49,6 @@ def __getattr__(name: str) -> object:
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(__all__))
 
-__all__ = ["Pool", "ThreadPool", "Executor", "AsyncResult", "get_reusable_pool", "get_reusable_executor",
+__all__ = ["Pool", "ThreadPool", "Executor", "Future", "AsyncResult", "get_reusable_pool", "get_reusable_executor",
            "ReusablePool", "TimeoutError", "WorkerLostError", "TaskTimeoutError",
            "PicklingFailedError", "MaybeEncodingError", "MemoryLimitError", "PoolClosedError", "RemoteTraceback"]

@@ -19,7 +19,7 @@ from ._pool import Pool
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Iterator
+    from collections.abc import Callable, Generator, Iterable, Iterator
     from typing import ParamSpec, TypeVar, cast
 
     from procpar_core.context import BaseContext
@@ -29,9 +29,22 @@ if TYPE_CHECKING:
     P = ParamSpec("P")
     T = TypeVar("T")
 else:
-    from ._generic import cast
+    from procpar_core.runtime_typing import cast
 
-__all__ = ["Executor"]
+__all__ = ["Executor", "Future"]
+
+
+class Future(futures.Future["T"]):
+    """A ``concurrent.futures.Future`` that can also be awaited: ``await executor.submit(f, x)``.
+
+    Awaiting goes through ``asyncio.wrap_future`` (the event loop is not blocked); cancelling the awaiting task
+    cancels the call if it has not started.
+    """
+
+    def __await__(self) -> Generator[object, None, T]:
+        import asyncio
+
+        return asyncio.wrap_future(self).__await__()
 
 # A submitted call: its future (whatever its result type: the executor never looks at results), the function
 # and its arguments.
@@ -73,8 +86,8 @@ class Executor(futures.Executor):
         self._shutdown = False
         self._pool_closed = False
 
-    def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> futures.Future[T]:
-        future: futures.Future[T] = futures.Future()
+    def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
+        future: Future[T] = Future()
         with self._lock:
             if self._shutdown:
                 raise RuntimeError("cannot schedule new futures after shutdown")

@@ -23,7 +23,7 @@ from ._task import APPLY, MAP, STARMAP, Task
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Iterator, Sequence
+    from collections.abc import Awaitable, Callable, Generator, Iterable, Iterator, Sequence
     from typing import Generic, TypeVar, cast
 
     from ._progress import ProgressBar
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
     R = TypeVar("R")
 else:
-    from ._generic import Generic, cast
+    from procpar_core.runtime_typing import Generic, cast
 
     R = None
 
@@ -54,6 +54,8 @@ class Job:
     """Base of the results: a source of tasks and the sink of their outcomes (a ``TaskSource``)."""
 
     _time_limit: float | None = None
+    # Coroutines awaiting this job (``_aio``): None until one does, so a job nobody awaits pays a read.
+    _wakers: list[Callable[[], None]] | None = None
 
     def __init__(self, engine: Engine, error_callback: Callable[[BaseException], object] | None = None,
                  progress: ProgressBar | None = None) -> None:
@@ -90,6 +92,25 @@ class Job:
     def ready(self) -> bool:
         return self._event.is_set()
 
+    def _add_waker(self, wake: Callable[[], None]) -> None:
+        if self._wakers is None:
+            self._wakers = []
+        self._wakers.append(wake)
+
+    def _remove_waker(self, wake: Callable[[], None]) -> None:
+        if self._wakers is not None and wake in self._wakers:
+            self._wakers.remove(wake)
+
+    def _wake(self) -> None:
+        wakers = self._wakers
+        if wakers:
+            for wake in list(wakers):
+                wake()
+
+    def _cancel_pending(self) -> None:
+        """The awaiting task was cancelled: drop the tasks not handed out yet."""
+        raise NotImplementedError
+
     def wait(self, timeout: float | None = None) -> None:
         self._wait(timeout)
 
@@ -113,17 +134,33 @@ class ApplyResult(Job, Generic[R]):
         super().__init__(engine, error_callback)
         self._callback = callback
         self._time_limit = time_limit
-        self._task: Task | None = Task(self, 0, APPLY, func, (tuple(args), dict(kwds or {})), time_limit)
+        # A list popped by whoever takes the task first, the engine or a cancellation (pop is atomic).
+        self._tasks: list[Task] = [Task(self, 0, APPLY, func, (tuple(args), dict(kwds or {})), time_limit)]
         self._success = False
         self._value: R | None = None
         self._error: BaseException | None = None
 
     def next_tasks(self, limit: int) -> list[Task]:
-        task, self._task = self._task, None
-        return [task] if task is not None else []
+        try:
+            return [self._tasks.pop()]
+        except IndexError:
+            return []
 
     def exhausted(self) -> bool:
-        return self._task is None
+        return not self._tasks
+
+    def __await__(self) -> Generator[object, None, R]:
+        """``await result``: its value, or its exception; the event loop runs meanwhile."""
+        from ._aio import await_result
+
+        return await_result(self).__await__()
+
+    def _cancel_pending(self) -> None:
+        try:
+            self._tasks.pop()
+        except IndexError:
+            return  # already running (or done): it finishes, its outcome stands
+        self.set_outcome(0, False, _cancelled())
 
     def successful(self) -> bool:
         if not self.ready():
@@ -150,10 +187,17 @@ class ApplyResult(Job, Generic[R]):
             self._error = _as_error(value)
             _run_callback(self._error_callback, self._error)
         self._event.set()
+        self._wake()
 
     def fail_all(self, exc: BaseException) -> None:
-        self._task = None
+        self._tasks = []
         self.set_outcome(0, False, exc)
+
+
+def _cancelled() -> BaseException:
+    import asyncio  # only reached from a cancelled coroutine: asyncio is loaded
+
+    return asyncio.CancelledError("the awaiting task was cancelled before this work started")
 
 
 def _as_error(value: object) -> BaseException:
@@ -178,7 +222,7 @@ class MapResult(ApplyResult["list[R]"]):
         self._success = True
         self._value = None
         self._error = None
-        self._task = None
+        self._tasks = []
         self._pending = collections.deque(Task(self, i, kind, func, chunk, time_limit)
                                           for i, chunk in enumerate(chunks))
         # Each chunk's results go to their place in the final list as they arrive: joining the chunks at the
@@ -216,6 +260,7 @@ class MapResult(ApplyResult["list[R]"]):
             self._finish()
             _run_callback(self._error_callback, self._error)
             self._event.set()
+            self._wake()
             return
         chunk = cast("list[R]", value)
         if self._progress is not None:
@@ -227,6 +272,7 @@ class MapResult(ApplyResult["list[R]"]):
             self._finish()
             _run_callback(self._callback, self._value)
             self._event.set()
+            self._wake()
 
     def _finish(self) -> None:
         if self._progress is not None:
@@ -235,6 +281,18 @@ class MapResult(ApplyResult["list[R]"]):
     def fail_all(self, exc: BaseException) -> None:
         self._pending.clear()
         self.set_outcome(-1, False, exc)
+
+    def _cancel_pending(self) -> None:
+        # Chunks already handed out run to their end; their outcomes are dropped once this one is recorded.
+        if self.ready():
+            return
+        pending = self._pending
+        while pending:
+            try:
+                pending.pop()
+            except IndexError:
+                break
+        self.set_outcome(-1, False, _cancelled())
 
 
 class IMapIterator(Job, Generic[R]):
@@ -303,6 +361,8 @@ class IMapIterator(Job, Generic[R]):
                 self._source = None
                 self._length = self._taken
                 self._cond.notify_all()
+        if ended:
+            self._wake()
         if failure is not None:
             self.set_outcome(failed_index, False, failure)
         kind, func = self._kind, self._func
@@ -325,6 +385,7 @@ class IMapIterator(Job, Generic[R]):
                 if not self._ordered:
                     order.append(index)
             self._cond.notify_all()
+        self._wake()
 
     def fail_all(self, exc: BaseException) -> None:
         with self._cond:
@@ -336,6 +397,34 @@ class IMapIterator(Job, Generic[R]):
 
     def __iter__(self) -> IMapIterator[R]:
         return self
+
+    def __aiter__(self) -> IMapIterator[R]:
+        """``async for item in pool.imap(...)``: each result awaited; the event loop runs meanwhile."""
+        return self
+
+    def __anext__(self) -> Awaitable[R]:
+        from ._aio import next_item
+
+        return next_item(self)
+
+    def _has_next(self) -> bool:
+        """Would ``next(0)`` return or stop without waiting?"""
+        if self._items:
+            return True
+        with self._cond:
+            if self._length is not None and self._handed >= self._length:
+                return True
+            if self._ordered:
+                return self._next_index in self._done
+            return any(index in self._done for index in self._order)
+
+    def _cancel_pending(self) -> None:
+        # The consumer is gone: read no more of its iterable (chunks already out finish, unread).
+        with self._cond:
+            if self._source is not None:
+                self._source = None
+                self._length = self._taken
+                self._cond.notify_all()
 
     def __next__(self) -> R:
         return self.next()

@@ -18,7 +18,26 @@ from ._heap import BufferWrapper
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Callable
+    from _ctypes import _CData
+    from collections.abc import Iterator, Sequence
+    from typing import Any, Callable, Generic, Literal, TypeVar, Union, overload
+
+    from procpar_core.context import BaseContext
+    from procpar_sync import Lock
+    from procpar_sync import RLock as _RLock
+
+    T = TypeVar("T")
+    CT = TypeVar("CT", bound=_CData)
+    #: What ``lock=`` takes besides True/False: a lock to share.
+    LockLike = Union[Lock, _RLock]
+    #: The array module's typecodes, by the Python type their values read as.
+    IntCode = Literal["b", "B", "h", "H", "i", "I", "l", "L", "q", "Q"]
+    FloatCode = Literal["f", "d"]
+    StrCode = Literal["u", "w"]
+else:
+    from procpar_core.runtime_typing import Generic, overload
+
+    T = CT = None
 
 __all__ = ["RawValue", "RawArray", "Value", "Array", "copy", "synchronized", "typecode_to_type",
            "Synchronized", "SynchronizedArray", "SynchronizedString", "SynchronizedBase"]
@@ -79,14 +98,37 @@ def _new_value(type_: Any) -> Any:
     return obj
 
 
-def RawValue(typecode_or_type: Any, *args: Any) -> Any:
+@overload
+def RawValue(typecode_or_type: type[CT], *args: object) -> CT: ...
+@overload
+def RawValue(typecode_or_type: IntCode, *args: object) -> ctypes._SimpleCData[int]: ...
+@overload
+def RawValue(typecode_or_type: FloatCode, *args: object) -> ctypes._SimpleCData[float]: ...
+@overload
+def RawValue(typecode_or_type: StrCode, *args: object) -> ctypes._SimpleCData[str]: ...
+@overload
+def RawValue(typecode_or_type: Literal["c"], *args: object) -> ctypes._SimpleCData[bytes]: ...
+@overload
+def RawValue(typecode_or_type: str, *args: object) -> ctypes._SimpleCData[Any]: ...
+def RawValue(typecode_or_type: str | type[_CData], *args: object) -> object:
     """A ctypes object in shared memory, initialised with ``args`` (no lock)."""
     obj = _new_value(_ctype(typecode_or_type))
     obj.__init__(*args)
     return obj
 
 
-def RawArray(typecode_or_type: Any, size_or_initializer: Any) -> Any:
+@overload
+def RawArray(typecode_or_type: type[CT], size_or_initializer: int | Sequence[object]) -> ctypes.Array[CT]: ...
+@overload
+def RawArray(typecode_or_type: IntCode, size_or_initializer: int | Sequence[int]) -> ctypes.Array[ctypes.c_int]: ...
+@overload
+def RawArray(typecode_or_type: FloatCode, size_or_initializer: int | Sequence[float]
+             ) -> ctypes.Array[ctypes.c_double]: ...
+@overload
+def RawArray(typecode_or_type: Literal["c"], size_or_initializer: int | bytes) -> ctypes.Array[ctypes.c_char]: ...
+@overload
+def RawArray(typecode_or_type: str, size_or_initializer: int | Sequence[Any]) -> ctypes.Array[Any]: ...
+def RawArray(typecode_or_type: str | type[_CData], size_or_initializer: int | Sequence[object]) -> object:
     """A ctypes array in shared memory: ``size`` zeroes, or a copy of a sequence (no lock)."""
     type_ = _ctype(typecode_or_type)
     if isinstance(size_or_initializer, int):
@@ -103,7 +145,7 @@ def RawArray(typecode_or_type: Any, size_or_initializer: Any) -> Any:
     return obj
 
 
-def _lock_for(lock: Any, ctx: Any) -> Any:
+def _lock_for(lock: object, ctx: BaseContext | None) -> Any:
     if lock is True or lock is None:
         factory = getattr(ctx, "RLock", None) if ctx is not None else None
         return factory() if factory is not None else RLock(ctx=ctx)
@@ -112,7 +154,31 @@ def _lock_for(lock: Any, ctx: Any) -> Any:
     return lock
 
 
-def Value(typecode_or_type: Any, *args: Any, lock: Any = True, ctx: Any = None) -> Any:
+@overload
+def Value(typecode_or_type: type[CT], *args: object, lock: Literal[False], ctx: BaseContext | None = None) -> CT: ...
+@overload
+def Value(typecode_or_type: type[ctypes._SimpleCData[T]], *args: object, lock: Literal[True] | LockLike = True,
+          ctx: BaseContext | None = None) -> Synchronized[T]: ...
+@overload
+def Value(typecode_or_type: IntCode, *args: object, lock: Literal[True] | LockLike = True,
+          ctx: BaseContext | None = None) -> Synchronized[int]: ...
+@overload
+def Value(typecode_or_type: FloatCode, *args: object, lock: Literal[True] | LockLike = True,
+          ctx: BaseContext | None = None) -> Synchronized[float]: ...
+@overload
+def Value(typecode_or_type: StrCode, *args: object, lock: Literal[True] | LockLike = True,
+          ctx: BaseContext | None = None) -> Synchronized[str]: ...
+@overload
+def Value(typecode_or_type: Literal["c"], *args: object, lock: Literal[True] | LockLike = True,
+          ctx: BaseContext | None = None) -> Synchronized[bytes]: ...
+@overload
+def Value(typecode_or_type: type[CT], *args: object, lock: Literal[True] | LockLike = True,
+          ctx: BaseContext | None = None) -> SynchronizedBase[CT]: ...
+@overload
+def Value(typecode_or_type: str, *args: object, lock: bool | LockLike = True,
+          ctx: BaseContext | None = None) -> Any: ...
+def Value(typecode_or_type: str | type[_CData], *args: object, lock: bool | LockLike = True,
+          ctx: BaseContext | None = None) -> object:
     """A shared ctypes object; with ``lock`` (True: a new RLock) wrapped so that access is synchronised."""
     obj = RawValue(typecode_or_type, *args)
     if lock is False:
@@ -120,7 +186,29 @@ def Value(typecode_or_type: Any, *args: Any, lock: Any = True, ctx: Any = None) 
     return synchronized(obj, _lock_for(lock, ctx), ctx=ctx)
 
 
-def Array(typecode_or_type: Any, size_or_initializer: Any, *, lock: Any = True, ctx: Any = None) -> Any:
+@overload
+def Array(typecode_or_type: type[CT], size_or_initializer: int | Sequence[object], *, lock: Literal[False],
+          ctx: BaseContext | None = None) -> ctypes.Array[CT]: ...
+@overload
+def Array(typecode_or_type: type[ctypes.c_char] | Literal["c"], size_or_initializer: int | bytes, *,
+          lock: Literal[True] | LockLike = True, ctx: BaseContext | None = None) -> SynchronizedString: ...
+@overload
+def Array(typecode_or_type: type[ctypes._SimpleCData[T]], size_or_initializer: int | Sequence[T], *,
+          lock: Literal[True] | LockLike = True, ctx: BaseContext | None = None) -> SynchronizedArray[T]: ...
+@overload
+def Array(typecode_or_type: IntCode, size_or_initializer: int | Sequence[int], *,
+          lock: Literal[True] | LockLike = True, ctx: BaseContext | None = None) -> SynchronizedArray[int]: ...
+@overload
+def Array(typecode_or_type: FloatCode, size_or_initializer: int | Sequence[float], *,
+          lock: Literal[True] | LockLike = True, ctx: BaseContext | None = None) -> SynchronizedArray[float]: ...
+@overload
+def Array(typecode_or_type: StrCode, size_or_initializer: int | Sequence[str], *,
+          lock: Literal[True] | LockLike = True, ctx: BaseContext | None = None) -> SynchronizedArray[str]: ...
+@overload
+def Array(typecode_or_type: str | type[_CData], size_or_initializer: int | Sequence[Any], *,
+          lock: bool | LockLike = True, ctx: BaseContext | None = None) -> Any: ...
+def Array(typecode_or_type: str | type[_CData], size_or_initializer: int | Sequence[object], *,
+          lock: bool | LockLike = True, ctx: BaseContext | None = None) -> object:
     """A shared ctypes array; with ``lock`` (True: a new RLock) wrapped so that access is synchronised."""
     obj = RawArray(typecode_or_type, size_or_initializer)
     if lock is False:
@@ -128,9 +216,9 @@ def Array(typecode_or_type: Any, size_or_initializer: Any, *, lock: Any = True, 
     return synchronized(obj, _lock_for(lock, ctx), ctx=ctx)
 
 
-def copy(obj: Any) -> Any:
+def copy(obj: CT) -> CT:
     """A new shared ctypes object holding a copy of ``obj``."""
-    new_obj = _new_value(type(obj))
+    new_obj: CT = _new_value(type(obj))
     ctypes.pointer(new_obj)[0] = obj
     return new_obj
 
@@ -138,7 +226,18 @@ def copy(obj: Any) -> Any:
 _structure_wrappers: weakref.WeakKeyDictionary[type, type] = weakref.WeakKeyDictionary()
 
 
-def synchronized(obj: Any, lock: Any = None, ctx: Any = None) -> Any:
+@overload
+def synchronized(obj: ctypes._SimpleCData[T], lock: LockLike | None = None, ctx: BaseContext | None = None
+                 ) -> Synchronized[T]: ...
+@overload
+def synchronized(obj: ctypes.Array[ctypes.c_char], lock: LockLike | None = None, ctx: BaseContext | None = None
+                 ) -> SynchronizedString: ...
+@overload
+def synchronized(obj: ctypes.Array[ctypes._SimpleCData[T]], lock: LockLike | None = None,
+                 ctx: BaseContext | None = None) -> SynchronizedArray[T]: ...
+@overload
+def synchronized(obj: CT, lock: LockLike | None = None, ctx: BaseContext | None = None) -> SynchronizedBase[CT]: ...
+def synchronized(obj: _CData, lock: LockLike | None = None, ctx: BaseContext | None = None) -> object:
     """Wrap the ctypes object ``obj`` so that each access holds ``lock`` (a new RLock if None)."""
     if isinstance(obj, SynchronizedBase):
         raise TypeError("object is already synchronized")
@@ -160,14 +259,14 @@ def synchronized(obj: Any, lock: Any = None, ctx: Any = None) -> Any:
 def _locked_attribute(name: str) -> property:
     # acquire/release are the lock's bound (compiled) methods: cheaper than a with-statement through the
     # lock's Python-level __enter__/__exit__, on the hottest path of shared counters.
-    def get(self: SynchronizedBase) -> Any:
+    def get(self: SynchronizedBase[Any]) -> Any:
         self.acquire()
         try:
             return getattr(self._obj, name)
         finally:
             self.release()
 
-    def set(self: SynchronizedBase, value: Any) -> None:
+    def set(self: SynchronizedBase[Any], value: Any) -> None:
         self.acquire()
         try:
             setattr(self._obj, name, value)
@@ -177,10 +276,10 @@ def _locked_attribute(name: str) -> property:
     return property(get, set, doc=f"{name}, read and written with the lock held")
 
 
-class SynchronizedBase:
+class SynchronizedBase(Generic[CT]):
     """A shared ctypes object together with the lock that guards it."""
 
-    def __init__(self, obj: Any, lock: Any = None, ctx: Any = None) -> None:
+    def __init__(self, obj: CT, lock: LockLike | None = None, ctx: BaseContext | None = None) -> None:
         self._obj = obj
         self._lock = lock if lock else _lock_for(True, ctx)
         self.acquire: Callable[..., bool] = self._lock.acquire
@@ -196,11 +295,11 @@ class SynchronizedBase:
         assert_spawning(self)
         return synchronized, (self._obj, self._lock)
 
-    def get_obj(self) -> Any:
+    def get_obj(self) -> CT:
         """The wrapped ctypes object (accessing it directly bypasses the lock)."""
         return self._obj
 
-    def get_lock(self) -> Any:
+    def get_lock(self) -> LockLike:
         """The lock that guards the object."""
         return self._lock
 
@@ -208,32 +307,54 @@ class SynchronizedBase:
         return f"<{type(self).__name__} wrapper for {self._obj}>"
 
 
-class Synchronized(SynchronizedBase):
-    value = _locked_attribute("value")
+class Synchronized(SynchronizedBase["ctypes._SimpleCData[T]"], Generic[T]):
+    if TYPE_CHECKING:
+        value: T
+    else:
+        value = _locked_attribute("value")
 
 
-class SynchronizedArray(SynchronizedBase):
+class SynchronizedArray(SynchronizedBase["ctypes.Array[Any]"], Generic[T]):
     def __len__(self) -> int:
         return len(self._obj)
 
-    def __getitem__(self, i: Any) -> Any:
+    @overload
+    def __getitem__(self, i: slice) -> list[T]: ...
+    @overload
+    def __getitem__(self, i: int) -> T: ...
+    def __getitem__(self, i: int | slice) -> T | list[T]:
+        obj: Any = self._obj  # ctypes' stubs index arrays by int or slice in separate overloads
         with self._lock:
-            return self._obj[i]
+            item: T | list[T] = obj[i]
+            return item
 
-    def __setitem__(self, i: Any, value: Any) -> None:
+    @overload
+    def __setitem__(self, i: slice, value: Sequence[T]) -> None: ...
+    @overload
+    def __setitem__(self, i: int, value: T) -> None: ...
+    def __setitem__(self, i: int | slice, value: T | Sequence[T]) -> None:
+        obj: Any = self._obj
         with self._lock:
-            self._obj[i] = value
+            obj[i] = value
 
-    def __getslice__(self, start: int, stop: int) -> Any:
+    def __getslice__(self, start: int, stop: int) -> list[T]:
         with self._lock:
-            return self._obj[start:stop]
+            items: list[T] = self._obj[start:stop]
+            return items
 
-    def __setslice__(self, start: int, stop: int, values: Any) -> None:
+    if TYPE_CHECKING:
+        def __iter__(self) -> Iterator[T]: ...  # at run time, iteration goes through __getitem__
+
+    def __setslice__(self, start: int, stop: int, values: Sequence[T]) -> None:
         with self._lock:
-            self._obj[start:stop] = values
+            self._obj[start:stop] = list(values)
 
 
-class SynchronizedString(SynchronizedArray):
-    value = _locked_attribute("value")
-    raw = _locked_attribute("raw")
+class SynchronizedString(SynchronizedArray[bytes]):
+    if TYPE_CHECKING:
+        value: bytes
+        raw: bytes
+    else:
+        value = _locked_attribute("value")
+        raw = _locked_attribute("raw")
 

@@ -49,7 +49,18 @@ _SPIN_SECONDS = 0.0002
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any
+    from typing import Any, Generic
+
+    from typing_extensions import TypeVar
+
+    from procpar_core.context import BaseContext
+
+    # Defaulting to Any: ``Queue()`` needs no annotation (as the stdlib's, whose factories return Queue[Any]).
+    T = TypeVar("T", default=Any)
+else:
+    from procpar_core.runtime_typing import Generic
+
+    T = None
 
 __all__ = ["Queue", "SimpleQueue", "JoinableQueue", "Empty", "Full"]
 
@@ -112,10 +123,10 @@ def _new_stream() -> _arena.Arena:
     return arena
 
 
-class Queue:
+class Queue(Generic[T]):
     """A FIFO queue shared between processes (``queue.Queue``-like; ``qsize`` is approximate)."""
 
-    def __init__(self, maxsize: int = 0, *, ctx: Any = None) -> None:
+    def __init__(self, maxsize: int = 0, *, ctx: BaseContext | None = None) -> None:
         if maxsize <= 0:
             maxsize = SEM_VALUE_MAX
         self._maxsize = maxsize
@@ -170,7 +181,7 @@ class Queue:
         self._room_semlock = self._sem._semlock
         self._fast = True  # this process's last blocking get() found its item within _SPIN_SECONDS
 
-    def put(self, obj: Any, block: bool = True, timeout: float | None = None) -> None:
+    def put(self, obj: T, block: bool = True, timeout: float | None = None) -> None:
         """Put ``obj`` in the queue; wait for room if it is full (``queue.Full`` after ``timeout``)."""
         if self._closed:
             raise ValueError(f"Queue {self!r} is closed")
@@ -216,7 +227,7 @@ class Queue:
         if self._idle[0]:
             _wake(self._wakeup)
 
-    def get(self, block: bool = True, timeout: float | None = None) -> Any:
+    def get(self, block: bool = True, timeout: float | None = None) -> T:
         """Remove and return an item; wait for one if empty (``queue.Empty`` after ``timeout``)."""
         if self._closed:
             raise ValueError(f"Queue {self!r} is closed")
@@ -231,7 +242,8 @@ class Queue:
                     self._fast = _monotonic() - started < _SPIN_SECONDS
             self._room_semlock.release()
             assert data is not None  # no timeout: a message, or an exception
-            return _loads(data)
+            item: T = _loads(data)
+            return item
         deadline = time.monotonic() + timeout if block and timeout is not None else 0.0
         if not self._rlock.acquire(block, timeout):
             raise Empty
@@ -243,7 +255,8 @@ class Queue:
         if data is None:
             raise Empty
         self._room_semlock.release()
-        return _loads(data)
+        item = _loads(data)
+        return item
 
     def qsize(self) -> int:
         """Approximate number of items (put but not yet taken)."""
@@ -259,10 +272,10 @@ class Queue:
     def full(self) -> bool:
         return bool(self._sem._semlock.is_zero())
 
-    def get_nowait(self) -> Any:
+    def get_nowait(self) -> T:
         return self.get(False)
 
-    def put_nowait(self, obj: Any) -> None:
+    def put_nowait(self, obj: T) -> None:
         self.put(obj, False)
 
     def close(self) -> None:
@@ -385,10 +398,10 @@ class Queue:
         return f"<{type(self).__name__} at {id(self):#x} maxsize={self._maxsize}>"
 
 
-class JoinableQueue(Queue):
+class JoinableQueue(Queue[T]):
     """A ``Queue`` with ``task_done()`` and ``join()``."""
 
-    def __init__(self, maxsize: int = 0, *, ctx: Any = None) -> None:
+    def __init__(self, maxsize: int = 0, *, ctx: BaseContext | None = None) -> None:
         super().__init__(maxsize, ctx=ctx)
         self._unfinished_tasks = _counter(0, ctx=ctx)
         self._cond = Condition(RLock(ctx=ctx, on_owner_death="recover"), ctx=ctx)
@@ -423,14 +436,14 @@ class JoinableQueue(Queue):
                 self._cond.wait()
 
 
-class SimpleQueue:
+class SimpleQueue(Generic[T]):
     """A minimal queue: ``put``, ``get``, ``empty``, ``close``; no feeder thread, no size.
 
     Its pipe carries plain connection messages (``concurrent.futures`` reads it with ``Connection.recv``),
     through the same death-safe stream as ``Queue``.
     """
 
-    def __init__(self, *, ctx: Any = None) -> None:
+    def __init__(self, *, ctx: BaseContext | None = None) -> None:
         self._reader, self._writer = _connection.Pipe(duplex=False)
         self._rlock = Lock(ctx=ctx, on_owner_death="recover")
         self._wlock = Lock(ctx=ctx, on_owner_death="recover")
@@ -452,15 +465,16 @@ class SimpleQueue:
         self._reader, self._writer, self._rlock, self._wlock, self._stream = state
         self._poll = self._reader.poll
 
-    def get(self) -> Any:
+    def get(self) -> T:
         """Remove and return an item, waiting for one."""
         fd = self._reader.fileno()
         with self._rlock._semlock:
             data = _stream.get(fd, self._stream.buffer, self._wlock._semlock, None, None)
         assert data is not None  # no timeout
-        return _reduction.loads(data)
+        item: T = _reduction.loads(data)
+        return item
 
-    def put(self, obj: Any) -> None:
+    def put(self, obj: T) -> None:
         """Put ``obj`` in the queue."""
         data = _serialize(obj)
         fd = self._writer.fileno()

@@ -40,7 +40,11 @@ from ._psem import Semaphore as _Psem
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Callable
+    from typing import Any, Callable, TypeVar
+
+    from procpar_core.context import BaseContext
+
+    W = TypeVar("W")
 
 __all__ = ["SemLock", "Lock", "RLock", "Semaphore", "BoundedSemaphore", "Condition", "Event", "Barrier",
            "BrokenBarrierError", "SEM_VALUE_MAX", "AbandonedLockWarning", "set_owner_death_policy",
@@ -85,7 +89,7 @@ def _policy_code(policy: str | None) -> int:
         raise ValueError(f"on_owner_death must be one of {sorted(_POLICIES)}, not {policy!r}") from None
 
 
-def _for_fork(ctx: Any) -> bool:
+def _for_fork(ctx: BaseContext | None) -> bool:
     """Whether a lock made with ``ctx`` (None: the default context) belongs to the fork start method."""
     if ctx is None:
         import procpar_core
@@ -97,7 +101,7 @@ def _for_fork(ctx: Any) -> bool:
 class SemLock:
     """Base of the lock and semaphore classes: one shared compiled semaphore."""
 
-    def __init__(self, kind: int, value: int, maxvalue: int, *, ctx: Any = None, mutex: bool = False,
+    def __init__(self, kind: int, value: int, maxvalue: int, *, ctx: BaseContext | None = None, mutex: bool = False,
                  holders: int = 0, on_owner_death: str | None = None) -> None:
         if value < 0:
             raise ValueError(f"semaphore initial value must be >= 0, not {value}")
@@ -165,7 +169,7 @@ class Semaphore(SemLock):
     it dies inside it (see ``on_owner_death``); units taken with ``acquire()`` are a counter anyone releases.
     """
 
-    def __init__(self, value: int = 1, *, ctx: Any = None, on_owner_death: str | None = None) -> None:
+    def __init__(self, value: int = 1, *, ctx: BaseContext | None = None, on_owner_death: str | None = None) -> None:
         super().__init__(SEMAPHORE, value, SEM_VALUE_MAX, ctx=ctx, holders=_HOLDERS, on_owner_death=on_owner_death)
 
     def get_value(self) -> int:
@@ -178,14 +182,14 @@ class Semaphore(SemLock):
 class BoundedSemaphore(Semaphore):
     """A semaphore that refuses (``ValueError``) to be released above its initial value."""
 
-    def __init__(self, value: int = 1, *, ctx: Any = None, on_owner_death: str | None = None) -> None:
+    def __init__(self, value: int = 1, *, ctx: BaseContext | None = None, on_owner_death: str | None = None) -> None:
         SemLock.__init__(self, SEMAPHORE, value, value, ctx=ctx, holders=_HOLDERS, on_owner_death=on_owner_death)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__}(value={self._value()}, maxvalue={self._semlock.maxvalue})>"
 
 
-def _counter(value: int, maxvalue: int = SEM_VALUE_MAX, *, ctx: Any = None) -> SemLock:
+def _counter(value: int, maxvalue: int = SEM_VALUE_MAX, *, ctx: BaseContext | None = None) -> SemLock:
     """A plain shared counter for procpar's own bookkeeping (no holders: units are never anyone's)."""
     return SemLock(SEMAPHORE, value, maxvalue, ctx=ctx, on_owner_death="wait")
 
@@ -197,7 +201,7 @@ class Lock(SemLock):
     see ``set_owner_death_policy``).
     """
 
-    def __init__(self, *, ctx: Any = None, on_owner_death: str | None = None) -> None:
+    def __init__(self, *, ctx: BaseContext | None = None, on_owner_death: str | None = None) -> None:
         super().__init__(SEMAPHORE, 1, 1, ctx=ctx, mutex=True, on_owner_death=on_owner_death)
 
     def __repr__(self) -> str:
@@ -210,7 +214,7 @@ class RLock(SemLock):
     ``on_owner_death`` as for ``Lock``.
     """
 
-    def __init__(self, *, ctx: Any = None, on_owner_death: str | None = None) -> None:
+    def __init__(self, *, ctx: BaseContext | None = None, on_owner_death: str | None = None) -> None:
         super().__init__(RECURSIVE_MUTEX, 1, 1, ctx=ctx, mutex=True, on_owner_death=on_owner_death)
 
     def __repr__(self) -> str:
@@ -257,7 +261,7 @@ class Condition:
     a notification is never lost, never delivered twice, and never spent on a process that died waiting.
     """
 
-    def __init__(self, lock: Any | None = None, *, ctx: Any = None) -> None:
+    def __init__(self, lock: Lock | RLock | None = None, *, ctx: BaseContext | None = None) -> None:
         self._lock = lock if lock is not None else RLock(ctx=ctx, on_owner_death="recover")
         capacity = CONDITION_WAITERS
         arena, offset = _arena.allocate(wait_list_size(capacity))
@@ -321,7 +325,7 @@ class Condition:
         """Wake every waiter."""
         self.notify(sys.maxsize)
 
-    def wait_for(self, predicate: Callable[[], Any], timeout: float | None = None) -> Any:
+    def wait_for(self, predicate: Callable[[], W], timeout: float | None = None) -> W:
         """Wait until ``predicate()`` is true (or ``timeout`` passes); return its last value."""
         result = predicate()
         if result:
@@ -341,7 +345,7 @@ class Condition:
 class Event:
     """A flag shared between processes: ``set``, ``clear``, ``is_set`` and ``wait(timeout)``."""
 
-    def __init__(self, *, ctx: Any = None) -> None:
+    def __init__(self, *, ctx: BaseContext | None = None) -> None:
         self._cond = Condition(Lock(ctx=ctx, on_owner_death="recover"), ctx=ctx)
         self._flag = _counter(0, ctx=ctx)
 
@@ -393,7 +397,7 @@ class Barrier:
     """
 
     def __init__(self, parties: int, action: Callable[[], object] | None = None,
-                 timeout: float | None = None, *, ctx: Any = None) -> None:
+                 timeout: float | None = None, *, ctx: BaseContext | None = None) -> None:
         if parties < 1:
             raise ValueError("parties must be >= 1")
         # state, a spare word, then one process identity per party inside wait()

@@ -14,7 +14,24 @@ from ._extensions import CONTEXT_KEYWORD, EXTENSIONS, NO_CONTEXT_ARGUMENT, load,
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any
+    from typing import Any, Callable, Generic, TypeVar
+
+    import procpar_managers
+    import procpar_pool
+    import procpar_shm
+    import procpar_sync
+
+    F = TypeVar("F", bound=Callable[..., object])
+
+    class _Factory(Generic[F]):
+        """A class attribute that reads as the function it holds, overloads and all (``staticmethod`` keeps
+        only the first overload of a generic function for mypy and pyright)."""
+
+        def __init__(self, factory: F) -> None:
+            self._factory = factory
+
+        def __get__(self, obj: object, cls: object) -> F:
+            return self._factory
 
 __all__ = ["FullContextMixin", "ForkContext", "SpawnContext", "ForkServerContext", "DefaultContext", "family",
            "default_context"]
@@ -22,6 +39,33 @@ __all__ = ["FullContextMixin", "ForkContext", "SpawnContext", "ForkServerContext
 
 class FullContextMixin:
     """Adds ``Lock``, ``Queue``, ``Value``, ``Pool``, ... bound to this context, from the packages present."""
+
+    if TYPE_CHECKING:
+        # What __getattr__ hands out, for type checkers: each package's own factory (its ``ctx=`` keyword is
+        # filled in by the context at run time).
+        Lock = _Factory(procpar_sync.Lock)
+        RLock = _Factory(procpar_sync.RLock)
+        Semaphore = _Factory(procpar_sync.Semaphore)
+        BoundedSemaphore = _Factory(procpar_sync.BoundedSemaphore)
+        Condition = _Factory(procpar_sync.Condition)
+        Event = _Factory(procpar_sync.Event)
+        Barrier = _Factory(procpar_sync.Barrier)
+        # The queues are generic: a class held by _Factory would be Queue[Never] for mypy.
+        def Queue(self, maxsize: int = 0) -> procpar_sync.Queue[Any]: ...
+        def JoinableQueue(self, maxsize: int = 0) -> procpar_sync.JoinableQueue[Any]: ...
+        def SimpleQueue(self) -> procpar_sync.SimpleQueue[Any]: ...
+        AbandonedLockWarning = procpar_sync.AbandonedLockWarning
+        set_owner_death_policy = _Factory(procpar_sync.set_owner_death_policy)
+        get_owner_death_policy = _Factory(procpar_sync.get_owner_death_policy)
+        Value = _Factory(procpar_shm.Value)
+        Array = _Factory(procpar_shm.Array)
+        RawValue = _Factory(procpar_shm.RawValue)
+        RawArray = _Factory(procpar_shm.RawArray)
+        Manager = _Factory(procpar_managers.Manager)
+        Pool = _Factory(procpar_pool.Pool)
+        Executor = _Factory(procpar_pool.Executor)
+        get_reusable_pool = _Factory(procpar_pool.get_reusable_pool)
+        get_reusable_executor = _Factory(procpar_pool.get_reusable_executor)
 
     def __getattr__(self, name: str) -> Any:
         if name not in EXTENSIONS:

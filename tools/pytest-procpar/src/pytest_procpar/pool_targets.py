@@ -128,3 +128,19 @@ def endless(pulled: list[int]) -> Iterator[int]:
         yield n
         n += 1
 
+
+
+_gate: Any = None
+
+
+def install_gate(gate: Any) -> None:
+    """A pool's initializer: the event ``through_gate`` waits on (events reach workers only this way)."""
+    global _gate
+    _gate = gate
+
+
+def through_gate(x: Any) -> Any:
+    """Wait (up to 60 s) until the test opens the gate installed by ``install_gate``, then return ``x``."""
+    if not _gate.wait(60):
+        raise TimeoutError("the test never opened the gate")
+    return x
