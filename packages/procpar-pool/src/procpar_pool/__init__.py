@@ -27,11 +27,13 @@ if TYPE_CHECKING:
     from ._reusable import ReusablePool as ReusablePool
     from ._reusable import get_reusable_executor as get_reusable_executor
     from ._reusable import get_reusable_pool as get_reusable_pool
+    from ._stats import PoolStats as PoolStats
+    from ._stats import WorkerStats as WorkerStats
 
 # Loaded on first use: a worker process imports this package to reach its own module, and should not pay for
 # the dispatcher, nor for concurrent.futures and logging (the Executor's), about 10 ms per spawned worker.
 _LAZY = {"Pool": "._pool", "ThreadPool": "._pool", "Executor": "._executor", "Future": "._executor",
-         "AsyncResult": "._results",
+         "PoolStats": "._stats", "WorkerStats": "._stats", "AsyncResult": "._results",
          "get_reusable_pool": "._reusable", "get_reusable_executor": "._reusable", "ReusablePool": "._reusable"}
 
 
@@ -49,6 +51,7 @@ def __getattr__(name: str) -> object:
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(__all__))
 
-__all__ = ["Pool", "ThreadPool", "Executor", "Future", "AsyncResult", "get_reusable_pool", "get_reusable_executor",
+__all__ = ["Pool", "ThreadPool", "Executor", "Future", "PoolStats", "WorkerStats", "AsyncResult",
+           "get_reusable_pool", "get_reusable_executor",
            "ReusablePool", "TimeoutError", "WorkerLostError", "TaskTimeoutError",
            "PicklingFailedError", "MaybeEncodingError", "MemoryLimitError", "PoolClosedError", "RemoteTraceback"]

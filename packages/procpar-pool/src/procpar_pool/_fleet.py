@@ -18,6 +18,7 @@ from ._errors import MemoryLimitError, WorkerLostError, describe_exit, oom_kill_
 from ._handle import WorkerHandle, WorkerState
 from ._protocol import STOP
 from ._running import RunningTask
+from ._stats import PoolStats, WorkerStats
 from ._worker import resident_bytes, worker_main
 
 TYPE_CHECKING = False
@@ -49,6 +50,11 @@ class WorkerFleet:
         self.workers: list[WorkerHandle] = []
         self._unstarted: list[Connection] = []  # sockets of workers made but not started yet
         self.changed = True  # a worker came or went since the engine last built its poll set
+        # pool.stats(): the workers that are gone, and the causes of the replacements.
+        self.started_at = time.monotonic()
+        self.shm_bytes_at_start = tuple(_oob.segment_bytes)
+        self.gone: list[WorkerStats] = []
+        self.restarts: dict[str, int] = {}
         self.memory_checked = 0.0
         # Large buffers travel in shared memory registered with the resource tracker; the workers must share the
         # pool's tracker (one started later would be theirs alone and misreport their segments).
@@ -92,6 +98,7 @@ class WorkerFleet:
 
     def _launch(self, worker: WorkerHandle, child_end: Connection) -> None:
         self._unstarted.remove(child_end)  # the new worker keeps this one
+        worker.launched_at = time.monotonic()
         try:
             worker.process.start()
         except BaseException:
@@ -122,8 +129,59 @@ class WorkerFleet:
         worker.process.join(5)
         exitcode = worker.process.exitcode
         running_id = worker.running.get()
+        self._remember(worker, self._exit_cause(worker, exitcode))
         self.forget(worker)
         return exitcode, running_id
+
+    def replaced(self, cause: str) -> None:
+        """A worker that exited for ``cause`` was replaced (``pool.stats()``'s restarts)."""
+        self.restarts[cause] = self.restarts.get(cause, 0) + 1
+
+    @property
+    def last_cause(self) -> str:
+        return self.gone[-1].exit_cause or "unknown" if self.gone else "unknown"
+
+    def _exit_cause(self, worker: WorkerHandle, exitcode: int | None) -> str:
+        if worker.over_memory is not None:
+            return "memory limit"
+        if worker.stop_reason is not None:
+            return worker.stop_reason
+        if exitcode == 0:
+            return "maxtasksperchild" if worker.quota == 0 else "exited"
+        if exitcode is None:
+            return "disappeared"
+        if exitcode < 0:
+            import signal  # only when a worker was killed
+
+            try:
+                name = signal.Signals(-exitcode).name
+            except ValueError:
+                name = f"signal {-exitcode}"
+            if exitcode == -9 and oom_kill_count() > worker.oom_kills:
+                return "out of memory (kernel)"
+            return f"killed by {name}"
+        return f"exit code {exitcode}"
+
+    def _remember(self, worker: WorkerHandle, cause: str) -> None:
+        self.gone.append(self._figures(worker, time.monotonic(), cause))
+
+    @staticmethod
+    def _figures(worker: WorkerHandle, now: float, cause: str | None) -> WorkerStats:
+        ready = worker.running.ready_at() if worker.running.fd >= 0 else None
+        launched = worker.launched_at or now
+        starting = (ready if ready is not None else now) - launched
+        working = worker.busy_seconds(now)
+        waiting = max(0.0, now - ready - working) if ready is not None else 0.0
+        return WorkerStats(worker.process.pid, cause is None, worker.tasks_done, working, waiting,
+                           max(0.0, starting), cause)
+
+    def stats(self) -> PoolStats:
+        """The figures of the live workers and of those gone (call with the engine's mutex held)."""
+        now = time.monotonic()
+        live = [self._figures(worker, now, None) for worker in self.workers]
+        sent, received = (now_bytes - start for now_bytes, start in
+                          zip(_oob.segment_bytes, self.shm_bytes_at_start, strict=True))
+        return PoolStats(live + self.gone, dict(self.restarts), sent, received, now - self.started_at)
 
     def lost_error(self, worker: WorkerHandle, exitcode: int | None) -> WorkerLostError:
         """Why the task a dead worker was running failed."""
@@ -173,6 +231,7 @@ class WorkerFleet:
                 continue
             worker.deadline = None
             expired += worker.take_all()
+            worker.stop_reason = "time limit"
             worker.retire()
             worker.process.kill()  # its sentinel fires next, and it is replaced then
         return expired
@@ -189,6 +248,7 @@ class WorkerFleet:
             if worker.process.exitcode is None:
                 worker.process.terminate()
                 worker.process.join(5)
+            self._remember(worker, "pool closed")
             self.forget(worker)
 
     def kill(self) -> None:
@@ -202,6 +262,7 @@ class WorkerFleet:
             if worker.process.exitcode is None:
                 worker.process.kill()
                 worker.process.join(5)
+            self._remember(worker, "pool terminated")
 
     def close_in_child(self) -> None:
         """In a child forked from the pool's process: close every socket of the pool's."""

@@ -48,8 +48,9 @@ _RETIRING, _GONE = WorkerState.RETIRING, WorkerState.GONE
 
 
 class WorkerHandle:
-    __slots__ = ("busy_since", "conn", "deadline", "fd", "inflight", "last_reply", "oom_kills", "over_memory",
-                 "process", "quota", "running", "sentinel", "service", "stash", "state")
+    __slots__ = ("busy_since", "busy_total", "conn", "deadline", "fd", "inflight", "last_reply", "launched_at",
+                 "oom_kills", "over_memory", "process", "quota", "running", "sentinel", "service", "stash", "state",
+                 "stop_reason", "tasks_done")
 
     def __init__(self, process: BaseProcess, conn: Connection, quota: int | None, running: RunningTask) -> None:
         self.process = process
@@ -66,6 +67,11 @@ class WorkerHandle:
         self.busy_since = 0.0  # when it last went from holding nothing to holding a task
         self.last_reply = 0.0
         self.service: float | None = None  # moving average of the seconds it takes per task
+        # pool.stats(): counted on the way (a few attribute updates per batch of replies), read only when asked.
+        self.launched_at = 0.0
+        self.busy_total = 0.0  # seconds it held tasks, intervals closed so far
+        self.tasks_done = 0
+        self.stop_reason: str | None = None  # why the pool stopped it (time limit), if it did
         # Replies read ahead from its socket (read by whoever holds the engine's mutex).
         self.stash = bytearray(8 + (1 << 16))
 
@@ -128,11 +134,20 @@ class WorkerHandle:
         self.service = updated_service(self.service, now - max(self.last_reply, self.busy_since), len(tasks))
         self.last_reply = now
         self.deadline = None
+        self.tasks_done += len(tasks)
+        if not self.inflight:
+            self.busy_total += now - self.busy_since
         self._settle()
+
+    def busy_seconds(self, now: float) -> float:
+        """Seconds it has held tasks, the interval still open included."""
+        return self.busy_total + (now - self.busy_since if self.inflight else 0.0)
 
     def take_all(self) -> list[Task]:
         """Everything it holds, which it holds no more."""
         tasks = list(self.inflight.values())
+        if tasks:
+            self.busy_total += time.monotonic() - self.busy_since
         self.inflight.clear()
         self._settle()
         return tasks

@@ -51,6 +51,11 @@ def _segment_path(name: str) -> str:
     return os.path.join(_SHM_DIR, name.lstrip("/"))
 
 
+# Bytes this process put into segments and took out of them, for pool.stats() (one pair per process: the pools
+# of a process share it).
+segment_bytes = [0, 0]
+
+
 def dumps(obj: object, prefix: bytes = b"") -> tuple[bytes, str | None]:
     """``obj`` pickled (protocol 5) with its large buffers in a new segment: (``prefix`` + message body, segment
     name). The prefix (a message header) is joined in the copy that makes the body, not in one more."""
@@ -101,6 +106,7 @@ def dumps(obj: object, prefix: bytes = b"") -> tuple[bytes, str | None]:
         resource_tracker.unregister(name, "shared_memory")
         raise
     os.close(fd)
+    segment_bytes[0] += offset
     description = bytes(ForkingPickler.dumps((name, layout)))
     return prefix + _WITH_SEGMENT + _LAYOUT_LENGTH.pack(len(description)) + description + data, name
 
@@ -149,6 +155,7 @@ def loads_message(body: memoryview) -> object:
     try:
         size = os.fstat(fd).st_size
         mapping = mmap.mmap(fd, size)
+        segment_bytes[1] += size
     finally:
         os.close(fd)
         discard(name)

@@ -29,7 +29,8 @@ if TYPE_CHECKING:
 
     from procpar_core.context import BaseContext
 
-    from ._progress import ProgressBar
+    from ._progress import Progress
+    from ._stats import PoolStats
     from ._typing import Function, Returning
     from .engine import Engine
 
@@ -63,7 +64,7 @@ class Pool:
                  initargs: Iterable[object] = (), maxtasksperchild: int | None = None,
                  context: BaseContext | None = None, *,
                  task_timeout: float | None = None, prefetch: int | None = None,
-                 max_memory_per_child: int | None = None, progress: bool | ProgressBar = False) -> None:
+                 max_memory_per_child: int | None = None, progress: Progress = False) -> None:
         if processes is None:
             processes = os.cpu_count() or 1
         if not isinstance(processes, int) or processes < 1:
@@ -79,8 +80,10 @@ class Pool:
                                                  or max_memory_per_child <= 0):
             raise ValueError(f"max_memory_per_child must be a positive number of bytes or None, not "
                              f"{max_memory_per_child!r}")
-        if not isinstance(progress, bool) and not (hasattr(progress, "update") and hasattr(progress, "close")):
-            raise TypeError("progress must be True, False or an object with update(n) and close() (a tqdm bar)")
+        if not isinstance(progress, bool) and progress != "workers" and not (
+                hasattr(progress, "update") and hasattr(progress, "close")):
+            raise TypeError("progress must be True, False, 'workers' or an object with update(n) and close() (a tqdm "
+                            "bar)")
         self._processes = processes
         self._progress = progress  # the map family's default when a call does not say
         self._task_timeout = _check_time_limit(task_timeout)
@@ -155,7 +158,7 @@ class Pool:
         return result
 
     def map(self, func: Callable[[T], R], iterable: Iterable[T], chunksize: int | None = None, *,
-            progress: bool | ProgressBar | None = None, task_timeout: float | None = None) -> list[R]:
+            progress: Progress | None = None, task_timeout: float | None = None) -> list[R]:
         """``list(map(func, iterable))``, computed in chunks by the workers."""
         return self._map_async(func, iterable, MAP, chunksize=chunksize, progress=progress,
                                task_timeout=task_timeout).get()
@@ -163,13 +166,13 @@ class Pool:
     def map_async(self, func: Callable[[T], R], iterable: Iterable[T], chunksize: int | None = None,
                   callback: Callable[[list[R]], object] | None = None,
                   error_callback: Callable[[BaseException], object] | None = None, *,
-                  progress: bool | ProgressBar | None = None, task_timeout: float | None = None) -> MapResult[R]:
+                  progress: Progress | None = None, task_timeout: float | None = None) -> MapResult[R]:
         """``map`` returning an ``AsyncResult`` of the list."""
         return self._map_async(func, iterable, MAP, chunksize=chunksize, callback=callback,
                                error_callback=error_callback, progress=progress, task_timeout=task_timeout)
 
     def starmap(self, func: Returning[R], iterable: Iterable[Iterable[object]], chunksize: int | None = None,
-                *, progress: bool | ProgressBar | None = None, task_timeout: float | None = None) -> list[R]:
+                *, progress: Progress | None = None, task_timeout: float | None = None) -> list[R]:
         """``[func(*args) for args in iterable]``, computed in chunks by the workers."""
         return self._map_async(func, iterable, STARMAP, chunksize=chunksize, progress=progress,
                                task_timeout=task_timeout).get()
@@ -177,7 +180,7 @@ class Pool:
     def starmap_async(self, func: Returning[R], iterable: Iterable[Iterable[object]],
                       chunksize: int | None = None, callback: Callable[[list[R]], object] | None = None,
                       error_callback: Callable[[BaseException], object] | None = None, *,
-                      progress: bool | ProgressBar | None = None, task_timeout: float | None = None) -> MapResult[R]:
+                      progress: Progress | None = None, task_timeout: float | None = None) -> MapResult[R]:
         """``starmap`` returning an ``AsyncResult`` of the list."""
         return self._map_async(func, iterable, STARMAP, chunksize=chunksize, callback=callback,
                                error_callback=error_callback, progress=progress, task_timeout=task_timeout)
@@ -185,7 +188,7 @@ class Pool:
     def _map_async(self, func: Returning[R], iterable: Iterable[object], kind: int, *, chunksize: int | None,
                    callback: Callable[[list[R]], object] | None = None,
                    error_callback: Callable[[BaseException], object] | None = None,
-                   progress: bool | ProgressBar | None, task_timeout: float | None) -> MapResult[R]:
+                   progress: Progress | None, task_timeout: float | None) -> MapResult[R]:
         self._check_running()
         # Sequences are sliced, not copied: a chunk of a range is a range, which pickles in a few bytes.
         items: Sequence[object] = iterable if isinstance(iterable, (list, tuple, range)) else list(iterable)
@@ -199,7 +202,8 @@ class Pool:
         elif not isinstance(chunksize, int) or chunksize < 1:
             raise ValueError(f"chunksize must be a positive int, not {chunksize!r}")
         chunks = [items[i : i + chunksize] for i in range(0, len(items), chunksize)] if items else []
-        bar = make_progress(self._progress if progress is None else progress, len(items)) if items else None
+        bar = make_progress(self._progress if progress is None else progress, len(items),
+                            getattr(self._engine, "worker_line", None)) if items else None
         result = MapResult(self._engine, func, chunks, kind, callback=callback, error_callback=error_callback,
                            time_limit=self._time_limit(task_timeout), progress=bar)
         if chunks:
@@ -207,7 +211,7 @@ class Pool:
         return result
 
     def imap(self, func: Callable[[T], R], iterable: Iterable[T], chunksize: int = 1,
-             buffersize: int | None = None, *, progress: bool | ProgressBar | None = None,
+             buffersize: int | None = None, *, progress: Progress | None = None,
              task_timeout: float | None = None, max_ahead: int | None = None) -> IMapIterator[R]:
         """A lazy ``map``: results in order as they come; the iterable is read at most ``max_ahead`` chunks
         ahead of the consumer (default: 4 per worker, at least 16). ``buffersize`` is 3.15's name for it."""
@@ -215,14 +219,14 @@ class Pool:
                           _ahead(buffersize, max_ahead))
 
     def imap_unordered(self, func: Callable[[T], R], iterable: Iterable[T], chunksize: int = 1,
-                       buffersize: int | None = None, *, progress: bool | ProgressBar | None = None,
+                       buffersize: int | None = None, *, progress: Progress | None = None,
                        task_timeout: float | None = None, max_ahead: int | None = None) -> IMapIterator[R]:
         """Like ``imap``, results in the order they finish."""
         return self._imap(IMapUnorderedIterator, func, iterable, chunksize, progress, task_timeout,
                           _ahead(buffersize, max_ahead))
 
     def _imap(self, cls: type[IMapIterator[R]], func: Returning[R], iterable: Iterable[object], chunksize: int,
-              progress: bool | ProgressBar | None, task_timeout: float | None,
+              progress: Progress | None, task_timeout: float | None,
               max_ahead: int | None) -> IMapIterator[R]:
         self._check_running()
         if not isinstance(chunksize, int) or chunksize < 1:
@@ -233,10 +237,22 @@ class Pool:
         elif not isinstance(max_ahead, int) or max_ahead < 1:
             raise ValueError(f"max_ahead must be a positive int, not {max_ahead!r}")
         total = len(iterable) if hasattr(iterable, "__len__") else None  # type: ignore[arg-type]
-        bar = make_progress(self._progress if progress is None else progress, total)
+        bar = make_progress(self._progress if progress is None else progress, total,
+                            getattr(self._engine, "worker_line", None))
         result = cls(self._engine, func, iterable, chunksize=chunksize, kind=MAP, max_ahead=max_ahead,
                      time_limit=self._time_limit(task_timeout), progress=bar, adaptive=adaptive)
         self._engine.submit(result)
+        return result
+
+    def stats(self) -> PoolStats:
+        """What the pool did so far, per worker and in total: tasks done, seconds working, waiting and starting,
+        workers replaced and why, bytes through shared memory (``print()`` it for a table). Kept on the way at a
+        few attribute updates per batch of replies; built when called."""
+        stats = getattr(self._engine, "stats", None)
+        if stats is None:
+            raise NotImplementedError(f"pool.stats() needs a process pool: the {type(self._engine).__name__} of "
+                                      f"this pool keeps no per-worker figures")
+        result: PoolStats = stats()
         return result
 
     def close(self) -> None:

@@ -73,6 +73,7 @@ if TYPE_CHECKING:
     from procpar_core.process import BaseProcess
 
     from ._handle import WorkerHandle
+    from ._stats import PoolStats
     from ._task import Task
     from ._typing import Function
     from .engine import TaskSource
@@ -260,6 +261,16 @@ class ProcessEngine:
         """Make the engine thread look at everything again now."""
         self._wakeup.wake()
 
+    def worker_line(self) -> str:
+        """``progress="workers"``: tasks done per live worker, read without the mutex (a progress line may lag
+        by a reply; it is drawn from the engine's thread, which may hold the mutex)."""
+        return " ".join(f"{w.process.pid}:{w.tasks_done}" for w in list(self._fleet.workers))
+
+    def stats(self) -> PoolStats:
+        """``pool.stats()``: what the workers did so far."""
+        with self._mutex:
+            return self._fleet.stats()
+
     def warn_unclosed(self) -> None:
         if self._state is _RUN:
             warnings.warn(f"unclosed running multiprocessing pool {self!r}", ResourceWarning, stacklevel=3)
@@ -390,6 +401,7 @@ class ProcessEngine:
                 self._initializer_failed(value)
                 continue
             if task_id == RETIRED:
+                worker.stop_reason = "memory limit"
                 worker.retire()  # over max_memory_per_child between tasks: it leaves, and is replaced
                 continue
             task = inflight.pop(task_id, None)
@@ -435,6 +447,7 @@ class ProcessEngine:
         if state is not _TERMINATE and self._broken is None and (state is _RUN or not self._all_done()):
             if is_exiting():
                 return  # the exit sequence is stopping this process's children: a new one would wait it out
+            self._fleet.replaced(self._fleet.last_cause)
             self._fleet.replace()
 
     def _expire_tasks(self) -> None:

@@ -12,7 +12,8 @@ import time
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Protocol, TextIO
+    from collections.abc import Callable
+    from typing import Literal, Protocol, TextIO, Union
 
     class ProgressBar(Protocol):
         """What a pool needs of a progress bar (tqdm's bars qualify)."""
@@ -21,14 +22,19 @@ if TYPE_CHECKING:
 
         def close(self) -> object: ...
 
+    #: What ``progress=`` takes.
+    Progress = Union[bool, Literal["workers"], ProgressBar]
+
 __all__ = ["make_progress", "PlainProgress"]
 
 
 class PlainProgress:
     """``[#####.....] 512/1024`` on stderr, redrawn at most ten times a second."""
 
-    def __init__(self, total: int | None, stream: TextIO | None = None, width: int = 30) -> None:
+    def __init__(self, total: int | None, stream: TextIO | None = None, width: int = 30,
+                 describe: Callable[[], str] | None = None) -> None:
         self.total = total
+        self._describe = describe  # progress="workers": a line of per-worker counts after the bar
         self.done = 0
         self._stream = stream if stream is not None else sys.stderr
         self._width = width
@@ -50,6 +56,8 @@ class PlainProgress:
             line = f"\r[{'#' * filled}{'.' * (self._width - filled)}] {self.done}/{self.total}"
         else:
             line = f"\r{self.done} done"
+        if self._describe is not None:
+            line += "  " + self._describe() + "\x1b[K"  # erase what a longer line left
         self._stream.write(line)
         self._stream.flush()
 
@@ -63,10 +71,14 @@ class PlainProgress:
             self._stream.flush()
 
 
-def make_progress(progress: bool | ProgressBar, total: int | None) -> ProgressBar | None:
-    """None for ``progress=False``; a bar for ``True``; the object itself if it already is one."""
+def make_progress(progress: Progress, total: int | None, describe: Callable[[], str] | None = None
+                  ) -> ProgressBar | None:
+    """None for ``progress=False``; a bar for ``True``; for ``"workers"`` the plain bar followed by a live line
+    of tasks done per worker (``describe``); the object itself if it already is one."""
     if not progress:
         return None
+    if progress == "workers":
+        return PlainProgress(total, describe=describe)
     if progress is not True:
         if not (hasattr(progress, "update") and hasattr(progress, "close")):
             raise TypeError("progress must be True, False or an object with update(n) and close() (a tqdm bar)")

@@ -187,7 +187,8 @@ class ApplyResult(Job, Generic[R]):
             self._error = _as_error(value)
             _run_callback(self._error_callback, self._error)
         self._event.set()
-        self._wake()
+        if self._wakers:  # an awaiting coroutine: one attribute read otherwise
+            self._wake()
 
     def fail_all(self, exc: BaseException) -> None:
         self._tasks = []
@@ -260,7 +261,8 @@ class MapResult(ApplyResult["list[R]"]):
             self._finish()
             _run_callback(self._error_callback, self._error)
             self._event.set()
-            self._wake()
+            if self._wakers:  # an awaiting coroutine: one attribute read otherwise
+                self._wake()
             return
         chunk = cast("list[R]", value)
         if self._progress is not None:
@@ -272,7 +274,8 @@ class MapResult(ApplyResult["list[R]"]):
             self._finish()
             _run_callback(self._callback, self._value)
             self._event.set()
-            self._wake()
+            if self._wakers:  # an awaiting coroutine: one attribute read otherwise
+                self._wake()
 
     def _finish(self) -> None:
         if self._progress is not None:
@@ -362,7 +365,8 @@ class IMapIterator(Job, Generic[R]):
                 self._length = self._taken
                 self._cond.notify_all()
         if ended:
-            self._wake()
+            if self._wakers:  # an awaiting coroutine: one attribute read otherwise
+                self._wake()
         if failure is not None:
             self.set_outcome(failed_index, False, failure)
         kind, func = self._kind, self._func
@@ -385,7 +389,8 @@ class IMapIterator(Job, Generic[R]):
                 if not self._ordered:
                     order.append(index)
             self._cond.notify_all()
-        self._wake()
+        if self._wakers:  # an awaiting coroutine: one attribute read otherwise
+            self._wake()
 
     def fail_all(self, exc: BaseException) -> None:
         with self._cond:

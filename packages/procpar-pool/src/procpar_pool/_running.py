@@ -43,14 +43,24 @@ def _anonymous_fd() -> int:
 
 
 class RunningTask:
-    """The id of the task a worker is running, in memory the pool and the worker share."""
+    """The id of the task a worker is running, in memory the pool and the worker share; and when the worker was
+    ready for its first task (``pool.stats()``: its start-up time), written once."""
 
-    __slots__ = ("_map", "_view", "fd")
+    __slots__ = ("_clock", "_map", "_view", "fd")
 
     def __init__(self, fd: int | None = None) -> None:
         self.fd = _anonymous_fd() if fd is None else fd
         self._map = mmap.mmap(self.fd, mmap.PAGESIZE)
-        self._view = memoryview(self._map).cast("Q")
+        self._view = memoryview(self._map)[:8].cast("Q")
+        self._clock = memoryview(self._map)[8:16].cast("d")  # time.monotonic() is one clock for all processes
+
+    def mark_ready(self, when: float) -> None:
+        self._clock[0] = when
+
+    def ready_at(self) -> float | None:
+        """When the worker was ready (its initializer done), None if not yet."""
+        when = float(self._clock[0])
+        return when if when > 0 else None
 
     def set(self, task_id: int) -> None:
         self._view[0] = task_id + 1
@@ -71,6 +81,7 @@ class RunningTask:
         if self.fd < 0:
             return
         self._view.release()
+        self._clock.release()
         self._map.close()
         try:
             os.close(self.fd)

@@ -70,6 +70,8 @@ def worker_main(fd_holder: Connection, initializer: Function | None, initargs: t
         except BaseException as exc:
             write_messages(fd, [encode_reply(INIT_FAILED, APPLY, False, exception_payload(exc))])
             return
+    if running is not None:
+        running.mark_ready(time.monotonic())
     done = 0
     # Only this process reads its socket, so it may read ahead: one read() for several prefetched tasks.
     stash = bytearray(8 + (1 << 16))

@@ -1,0 +1,119 @@
+"""``pool.stats()``: what a pool did, per worker and in total.
+
+The counts are kept on the way by the engine (a few attribute updates per batch of replies; the worker writes
+the moment it was ready into the shared page it already has, once); a ``PoolStats`` is built only when asked.
+Times are seen from the pool's side: a worker is *working* while it holds tasks (sent, not yet answered),
+*waiting* while it is ready and holds none, *starting* from its launch until its initializer is done.
+"""
+
+from __future__ import annotations
+
+__all__ = ["WorkerStats", "PoolStats"]
+
+
+class WorkerStats:
+    """One worker's figures: ``pid``, ``alive``, ``tasks`` done, seconds ``working``, ``waiting`` and
+    ``starting``, and, for a worker that is gone, ``exit_cause`` (``"maxtasksperchild"``, ``"time limit"``,
+    ``"memory limit"``, ``"killed by SIGKILL"``, ``"exit code 3"``, ``"pool closed"``, ...)."""
+
+    __slots__ = ("alive", "exit_cause", "pid", "starting", "tasks", "waiting", "working")
+
+    def __init__(self, pid: int | None, alive: bool, tasks: int, working: float, waiting: float, starting: float,
+                 exit_cause: str | None = None) -> None:
+        self.pid = pid
+        self.alive = alive
+        self.tasks = tasks
+        self.working = working
+        self.waiting = waiting
+        self.starting = starting
+        self.exit_cause = exit_cause
+
+    def __repr__(self) -> str:
+        state = "alive" if self.alive else f"gone: {self.exit_cause}"
+        return (f"WorkerStats(pid={self.pid}, {state}, tasks={self.tasks}, working={self.working:.3f}s, "
+                f"waiting={self.waiting:.3f}s, starting={self.starting:.3f}s)")
+
+
+class PoolStats:
+    """A pool's figures at one moment.
+
+    ``workers``: a ``WorkerStats`` per worker the pool has had (the live ones first); ``tasks``, ``working``,
+    ``waiting``, ``starting``: their sums; ``restarts``: how many workers were replaced, by cause;
+    ``shm_bytes_sent``/``shm_bytes_received``: bytes of arguments and results that went through shared memory
+    (large buffers) since the pool started, counted for the whole process (pools running side by side share
+    the figure); ``seconds``: the pool's age. ``print(stats)`` shows a table.
+    """
+
+    __slots__ = ("restarts", "seconds", "shm_bytes_received", "shm_bytes_sent", "workers")
+
+    def __init__(self, workers: list[WorkerStats], restarts: dict[str, int], shm_bytes_sent: int,
+                 shm_bytes_received: int, seconds: float) -> None:
+        self.workers = workers
+        self.restarts = restarts
+        self.shm_bytes_sent = shm_bytes_sent
+        self.shm_bytes_received = shm_bytes_received
+        self.seconds = seconds
+
+    @property
+    def tasks(self) -> int:
+        return sum(w.tasks for w in self.workers)
+
+    @property
+    def working(self) -> float:
+        return sum(w.working for w in self.workers)
+
+    @property
+    def waiting(self) -> float:
+        return sum(w.waiting for w in self.workers)
+
+    @property
+    def starting(self) -> float:
+        return sum(w.starting for w in self.workers)
+
+    def as_dict(self) -> dict[str, object]:
+        """The figures as plain data (for JSON, a log line, a dashboard)."""
+        return {
+            "seconds": self.seconds, "tasks": self.tasks, "working": self.working, "waiting": self.waiting,
+            "starting": self.starting, "restarts": dict(self.restarts), "shm_bytes_sent": self.shm_bytes_sent,
+            "shm_bytes_received": self.shm_bytes_received,
+            "workers": [{name: getattr(w, name) for name in WorkerStats.__slots__} for w in self.workers],
+        }
+
+    def __str__(self) -> str:
+        header = ("worker", "pid", "tasks", "working s", "waiting s", "starting s", "busy %", "state")
+        rows = [header]
+        for number, w in enumerate(self.workers, 1):
+            rows.append((str(number), str(w.pid), str(w.tasks), f"{w.working:.3f}", f"{w.waiting:.3f}",
+                         f"{w.starting:.3f}", _percent(w.working, w.working + w.waiting),
+                         "alive" if w.alive else f"gone: {w.exit_cause}"))
+        rows.append(("total", "", str(self.tasks), f"{self.working:.3f}", f"{self.waiting:.3f}",
+                     f"{self.starting:.3f}", _percent(self.working, self.working + self.waiting), ""))
+        widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+        lines = ["  ".join(cell.rjust(width) if i < 7 else cell for i, (cell, width) in
+                           enumerate(zip(row, widths, strict=True))).rstrip() for row in rows]
+        lines.insert(1, "-" * len(lines[0]))
+        lines.insert(len(lines) - 1, "-" * len(lines[0]))
+        restarts = ", ".join(f"{count} {cause}" for cause, count in sorted(self.restarts.items())) or "none"
+        lines.append(f"restarts: {restarts}")
+        lines.append(f"shared memory: {_size(self.shm_bytes_sent)} sent, {_size(self.shm_bytes_received)} received")
+        lines.append(f"pool age: {self.seconds:.3f} s")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return (f"PoolStats(workers={len(self.workers)}, tasks={self.tasks}, working={self.working:.3f}s, "
+                f"waiting={self.waiting:.3f}s, starting={self.starting:.3f}s, restarts={self.restarts})")
+
+
+def _percent(part: float, whole: float) -> str:
+    return f"{100 * part / whole:.0f}" if whole > 0 else "-"
+
+
+def _size(n: int) -> str:
+    if n < 1024:
+        return f"{n} B"
+    size = float(n)
+    for unit in ("KiB", "MiB", "GiB"):
+        size /= 1024
+        if size < 1024 or unit == "GiB":
+            break
+    return f"{size:.1f} {unit}"
