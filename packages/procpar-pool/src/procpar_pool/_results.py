@@ -364,9 +364,8 @@ class IMapIterator(Job, Generic[R]):
                 self._source = None
                 self._length = self._taken
                 self._cond.notify_all()
-        if ended:
-            if self._wakers:  # an awaiting coroutine: one attribute read otherwise
-                self._wake()
+        if ended and self._wakers:  # the end of the iterable: an awaiting coroutine may stop
+            self._wake()
         if failure is not None:
             self.set_outcome(failed_index, False, failure)
         kind, func = self._kind, self._func
