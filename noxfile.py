@@ -52,7 +52,7 @@ nox.options.error_on_missing_interpreters = False
 nox.options.reuse_existing_virtualenvs = False
 if hasattr(nox.options, "download_python"):
     nox.options.download_python = "never"
-nox.options.sessions = [f"tests-{short}" for short in PACKAGES] + ["faults", "lint", "typecheck", "typing"]
+nox.options.sessions = [f"tests-{short}" for short in PACKAGES] + ["faults", "lint", "typecheck", "typing", "docs"]
 
 
 def _add_pyenv_interpreters_to_path() -> None:
@@ -165,6 +165,20 @@ def typing_(session: nox.Session) -> None:
     session.run("mypy", "--strict", "--python-version", "3.10", usage)
     session.run("pyright", "--pythonpath", python, "-p", str(ROOT / "typecheck"), usage)
     session.run("python", str(ROOT / "tools" / "count_any.py"))
+
+
+DOCS_DEPS = ["sphinx>=7", "furo>=2024.1", "myst-parser>=3"]
+
+
+@nox.session(tags=["tests"])
+def docs(session: nox.Session) -> None:
+    """The documentation site (docs/site: Sphinx, furo, MyST), built from the installed packages with warnings
+    as errors into docs/site/_build/html. Its examples run in the tests of procpar (test_doc_examples.py) and
+    procpar-dask."""
+    dists = [*_closure("procpar"), "procpar-dask"]
+    session.install(*(str(PACKAGES_DIR / d) for d in dists), *DOCS_DEPS)
+    session.run("sphinx-build", "-E", "-W", "--keep-going", "-q", "-b", "html", str(ROOT / "docs" / "site"),
+                str(ROOT / "docs" / "site" / "_build" / "html"))
 
 
 BENCH_PEERS = ["loky", "mpire", "multiprocess"]

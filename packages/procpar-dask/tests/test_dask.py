@@ -169,3 +169,15 @@ def test_bundles_start_small_and_grow_to_the_target_time() -> None:
     assert bundle_size(10.0, 3) == 1
     assert updated_estimate(None, 1.0, 4) == 0.25
     assert updated_estimate(0.25, 0.0, 4) == 0.125
+
+
+@pytest.mark.timeout(240)
+def test_the_documentation_example_of_scaling_out() -> None:
+    import subprocess
+
+    examples = Path(__file__).resolve().parents[3] / "docs" / "site" / "examples"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    done = subprocess.run([sys.executable, str(examples / "scaling_out.py")], capture_output=True, text=True,
+                          timeout=200, cwd=str(examples), env=env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == (examples / "scaling_out.out").read_text()

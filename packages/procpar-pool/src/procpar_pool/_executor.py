@@ -87,6 +87,7 @@ class Executor(futures.Executor):
         self._pool_closed = False
 
     def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
+        """Schedule ``fn(*args, **kwargs)``; its ``Future`` stays PENDING (cancellable) until a worker has room."""
         future: Future[T] = Future()
         with self._lock:
             if self._shutdown:
