@@ -31,6 +31,15 @@ def _event(ctx: Any) -> Any:
     return procpar_sync.Event(ctx=ctx)
 
 
+async def _cancel_while_awaited(awaitable: Any) -> None:
+    """Await in a task, let it start waiting, cancel it: the await ends with CancelledError."""
+    waiting = asyncio.ensure_future(awaitable)
+    await asyncio.sleep(0)  # one turn of the loop: the task is now parked on the result
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+
+
 def test_await_apply_async_and_map_async(pool: Any) -> None:
     async def main() -> tuple[int, list[int]]:
         one = await pool.apply_async(t.add, (2, 3))
@@ -92,14 +101,7 @@ def test_cancelling_the_awaiting_task_cancels_a_task_not_started(ctx: Any, tmp_p
         blocker = pool.apply_async(t.through_gate, (1,))
         queued = pool.apply_async(t.append_line, (marker, "queued"))
 
-        async def main() -> None:
-            waiting = asyncio.ensure_future(queued)
-            await asyncio.sleep(0)
-            waiting.cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await waiting
-
-        asyncio.run(main())
+        asyncio.run(_cancel_while_awaited(queued))
         assert queued.ready()
         with pytest.raises(asyncio.CancelledError):
             queued.get(0)
@@ -117,14 +119,7 @@ def test_cancelling_an_awaited_map_drops_its_chunks_not_started(ctx: Any, tmp_pa
         blocker = pool.apply_async(t.through_gate, (1,))
         mapped = pool.map_async(t.touch_or_fail, paths, chunksize=1)
 
-        async def main() -> None:
-            waiting = asyncio.ensure_future(mapped)
-            await asyncio.sleep(0)
-            waiting.cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await waiting
-
-        asyncio.run(main())
+        asyncio.run(_cancel_while_awaited(mapped))
         gate.set()
         assert blocker.get(30) == 1
         assert pool.apply(t.square, (2,)) == 4
@@ -191,14 +186,7 @@ def test_await_an_executor_future_and_cancel_one_not_started(ctx: Any) -> None:
         running = [executor.submit(t.through_gate, i) for i in range(2)]
         queued = executor.submit(t.square, 5)
 
-        async def main() -> None:
-            waiting = asyncio.ensure_future(_await(queued))
-            await asyncio.sleep(0)
-            waiting.cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await waiting
-
-        asyncio.run(main())
+        asyncio.run(_cancel_while_awaited(_await(queued)))
         assert queued.cancelled()
         gate.set()
         assert [f.result(30) for f in running] == [0, 1]
