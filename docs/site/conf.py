@@ -19,7 +19,6 @@ exclude_patterns = ["_build", "examples"]
 
 html_theme = "furo"
 html_title = "procpar"
-html_static_path = ["_static"]
 
 autodoc_member_order = "bysource"
 autodoc_typehints = "signature"
