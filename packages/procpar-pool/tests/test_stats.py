@@ -85,3 +85,19 @@ def test_progress_workers_shows_a_live_line_per_worker(ctx: Any, capsys: Any) ->
 def test_bad_progress_is_refused_with_what_it_takes() -> None:
     with pytest.raises(TypeError, match="'workers'"):
         Pool(1, progress="verbose")  # type: ignore[arg-type]
+
+
+def test_workers_beyond_the_kept_ones_are_summed_into_one_row(monkeypatch: Any) -> None:
+    from procpar_pool import _fleet
+
+    monkeypatch.setattr(_fleet, "KEEP_GONE", 3)
+    with Pool(1, maxtasksperchild=1) as pool:
+        pool.map(t.square, range(8), chunksize=1)
+        stats = pool.stats()
+    # The 8th worker may or may not have left (and been replaced) yet: 7 or 8 are gone.
+    gone = stats.restarts["maxtasksperchild"]
+    assert stats.tasks == 8 and gone in (7, 8)
+    rows = stats.workers
+    assert len(rows) == 1 + 1 + 3  # the live one, the summed row, the three kept
+    assert rows[1].pid is None and rows[1].exit_cause == f"{gone - 3} earlier workers, summed"
+    assert rows[1].tasks == gone - 3 and all(row.tasks == 1 for row in rows[2:])

@@ -8,6 +8,7 @@ started yet (``close_in_child``), except its own end.
 
 from __future__ import annotations
 
+import collections
 import time
 
 from procpar_core.connection import Pipe
@@ -19,6 +20,7 @@ from ._handle import WorkerHandle, WorkerState
 from ._protocol import STOP
 from ._running import RunningTask
 from ._stats import PoolStats, WorkerStats
+from ._stats import summed as _summed
 from ._worker import resident_bytes, worker_main
 
 TYPE_CHECKING = False
@@ -37,6 +39,9 @@ __all__ = ["WorkerFleet", "MEMORY_CHECK_SECONDS"]
 MEMORY_CHECK_SECONDS = 0.05
 
 
+#: Workers that are gone whose figures pool.stats() keeps one by one (the earlier ones are summed into one row).
+KEEP_GONE = 256
+
 class WorkerFleet:
     """A pool's live workers (``workers``, in start order) and how to start and stop them."""
 
@@ -53,7 +58,9 @@ class WorkerFleet:
         # pool.stats(): the workers that are gone, and the causes of the replacements.
         self.started_at = time.monotonic()
         self.shm_bytes_at_start = tuple(_oob.segment_bytes)
-        self.gone: list[WorkerStats] = []
+        self.gone: collections.deque[WorkerStats] = collections.deque()  # the last KEEP_GONE, one by one
+        self._earlier: list[WorkerStats] = []  # at most one row: the figures of those before, summed
+        self._earlier_count = 0
         self.restarts: dict[str, int] = {}
         self.memory_checked = 0.0
         # Large buffers travel in shared memory registered with the resource tracker; the workers must share the
@@ -82,8 +89,9 @@ class WorkerFleet:
                 self.forget(worker)
             raise
 
-    def replace(self) -> None:
-        """Start one worker in place of one that exited."""
+    def replace(self, cause: str) -> None:
+        """Start one worker in place of one that exited for ``cause`` (counted in ``pool.stats()``'s restarts)."""
+        self.restarts[cause] = self.restarts.get(cause, 0) + 1
         self._launch(*self._prepare())
 
     def _prepare(self) -> tuple[WorkerHandle, Connection]:
@@ -129,19 +137,15 @@ class WorkerFleet:
         worker.process.join(5)
         exitcode = worker.process.exitcode
         running_id = worker.running.get()
-        self._remember(worker, self._exit_cause(worker, exitcode))
+        # Read once per death: the kernel's OOM counter is a cgroup file (lost_error's message uses it too).
+        worker.oom_killed = exitcode == -9 and oom_kill_count() > worker.oom_kills
+        worker.exit_cause = self._exit_cause(worker, exitcode)
+        self._remember(worker, worker.exit_cause)
         self.forget(worker)
         return exitcode, running_id
 
-    def replaced(self, cause: str) -> None:
-        """A worker that exited for ``cause`` was replaced (``pool.stats()``'s restarts)."""
-        self.restarts[cause] = self.restarts.get(cause, 0) + 1
-
-    @property
-    def last_cause(self) -> str:
-        return self.gone[-1].exit_cause or "unknown" if self.gone else "unknown"
-
-    def _exit_cause(self, worker: WorkerHandle, exitcode: int | None) -> str:
+    @staticmethod
+    def _exit_cause(worker: WorkerHandle, exitcode: int | None) -> str:
         if worker.over_memory is not None:
             return "memory limit"
         if worker.stop_reason is not None:
@@ -153,17 +157,23 @@ class WorkerFleet:
         if exitcode < 0:
             import signal  # only when a worker was killed
 
-            try:
-                name = signal.Signals(-exitcode).name
-            except ValueError:
-                name = f"signal {-exitcode}"
-            if exitcode == -9 and oom_kill_count() > worker.oom_kills:
+            if worker.oom_killed:
                 return "out of memory (kernel)"
-            return f"killed by {name}"
+            try:
+                return f"killed by {signal.Signals(-exitcode).name}"
+            except ValueError:
+                return f"killed by signal {-exitcode}"
         return f"exit code {exitcode}"
 
     def _remember(self, worker: WorkerHandle, cause: str) -> None:
-        self.gone.append(self._figures(worker, time.monotonic(), cause))
+        gone = self.gone
+        if len(gone) == KEEP_GONE:
+            # A long run with maxtasksperchild=1 goes through millions of workers: the oldest are folded into
+            # one summed row rather than kept one by one.
+            self._earlier_count += 1
+            self._earlier = [_summed([*self._earlier, gone.popleft()],
+                                     f"{self._earlier_count} earlier workers, summed")]
+        gone.append(self._figures(worker, time.monotonic(), cause))
 
     @staticmethod
     def _figures(worker: WorkerHandle, now: float, cause: str | None) -> WorkerStats:
@@ -181,7 +191,8 @@ class WorkerFleet:
         live = [self._figures(worker, now, None) for worker in self.workers]
         sent, received = (now_bytes - start for now_bytes, start in
                           zip(_oob.segment_bytes, self.shm_bytes_at_start, strict=True))
-        return PoolStats(live + self.gone, dict(self.restarts), sent, received, now - self.started_at)
+        return PoolStats(live + self._earlier + list(self.gone), dict(self.restarts), sent, received,
+                         now - self.started_at)
 
     def lost_error(self, worker: WorkerHandle, exitcode: int | None) -> WorkerLostError:
         """Why the task a dead worker was running failed."""
@@ -193,7 +204,7 @@ class WorkerFleet:
                 f"the task used too much memory: its worker reached {worker.over_memory >> 20} MiB, over "
                 f"max_memory_per_child={limit} bytes ({limit >> 20} MiB), and was stopped (worker pid {pid}, "
                 f"{status}). The worker was replaced; other tasks go on.", exitcode, pid)
-        reason = describe_exit(exitcode, oom_killed=exitcode == -9 and oom_kill_count() > worker.oom_kills)
+        reason = describe_exit(exitcode, oom_killed=worker.oom_killed)
         return WorkerLostError(
             f"the task could not finish: {reason} (worker pid {pid}, {status}). The worker was replaced; other "
             f"tasks go on.", exitcode, pid)

@@ -48,9 +48,29 @@ _RETIRING, _GONE = WorkerState.RETIRING, WorkerState.GONE
 
 
 class WorkerHandle:
-    __slots__ = ("busy_since", "busy_total", "conn", "deadline", "fd", "inflight", "last_reply", "launched_at",
-                 "oom_kills", "over_memory", "process", "quota", "running", "sentinel", "service", "stash", "state",
-                 "stop_reason", "tasks_done")
+    __slots__ = (
+        "busy_since",
+        "busy_total",
+        "conn",
+        "deadline",
+        "exit_cause",
+        "fd",
+        "inflight",
+        "last_reply",
+        "launched_at",
+        "oom_killed",
+        "oom_kills",
+        "over_memory",
+        "process",
+        "quota",
+        "running",
+        "sentinel",
+        "service",
+        "stash",
+        "state",
+        "stop_reason",
+        "tasks_done",
+    )
 
     def __init__(self, process: BaseProcess, conn: Connection, quota: int | None, running: RunningTask) -> None:
         self.process = process
@@ -72,6 +92,8 @@ class WorkerHandle:
         self.busy_total = 0.0  # seconds it held tasks, intervals closed so far
         self.tasks_done = 0
         self.stop_reason: str | None = None  # why the pool stopped it (time limit), if it did
+        self.oom_killed = False  # known once it is reaped, as its exit_cause
+        self.exit_cause = "unknown"
         # Replies read ahead from its socket (read by whoever holds the engine's mutex).
         self.stash = bytearray(8 + (1 << 16))
 

@@ -447,8 +447,7 @@ class ProcessEngine:
         if state is not _TERMINATE and self._broken is None and (state is _RUN or not self._all_done()):
             if is_exiting():
                 return  # the exit sequence is stopping this process's children: a new one would wait it out
-            self._fleet.replaced(self._fleet.last_cause)
-            self._fleet.replace()
+            self._fleet.replace(worker.exit_cause)
 
     def _expire_tasks(self) -> None:
         for task in self._fleet.expire():

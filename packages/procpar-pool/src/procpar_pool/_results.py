@@ -289,12 +289,7 @@ class MapResult(ApplyResult["list[R]"]):
         # Chunks already handed out run to their end; their outcomes are dropped once this one is recorded.
         if self.ready():
             return
-        pending = self._pending
-        while pending:
-            try:
-                pending.pop()
-            except IndexError:
-                break
+        self._pending.clear()  # one call under the GIL: the engine takes a task either before it or not at all
         self.set_outcome(-1, False, _cancelled())
 
 

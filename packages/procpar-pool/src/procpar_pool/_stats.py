@@ -8,7 +8,7 @@ Times are seen from the pool's side: a worker is *working* while it holds tasks 
 
 from __future__ import annotations
 
-__all__ = ["WorkerStats", "PoolStats"]
+__all__ = ["WorkerStats", "PoolStats", "summed"]
 
 
 class WorkerStats:
@@ -56,19 +56,23 @@ class PoolStats:
 
     @property
     def tasks(self) -> int:
-        return sum(w.tasks for w in self.workers)
+        return self._total.tasks
 
     @property
     def working(self) -> float:
-        return sum(w.working for w in self.workers)
+        return self._total.working
 
     @property
     def waiting(self) -> float:
-        return sum(w.waiting for w in self.workers)
+        return self._total.waiting
 
     @property
     def starting(self) -> float:
-        return sum(w.starting for w in self.workers)
+        return self._total.starting
+
+    @property
+    def _total(self) -> WorkerStats:
+        return summed(self.workers)
 
     def as_dict(self) -> dict[str, object]:
         """The figures as plain data (for JSON, a log line, a dashboard)."""
@@ -102,6 +106,12 @@ class PoolStats:
     def __repr__(self) -> str:
         return (f"PoolStats(workers={len(self.workers)}, tasks={self.tasks}, working={self.working:.3f}s, "
                 f"waiting={self.waiting:.3f}s, starting={self.starting:.3f}s, restarts={self.restarts})")
+
+
+def summed(workers: list[WorkerStats], label: str | None = None) -> WorkerStats:
+    """One row holding the sums of ``workers``' figures; ``label`` is its exit cause."""
+    return WorkerStats(None, False, sum(w.tasks for w in workers), sum(w.working for w in workers),
+                       sum(w.waiting for w in workers), sum(w.starting for w in workers), label)
 
 
 def _percent(part: float, whole: float) -> str:
