@@ -202,6 +202,9 @@ def run_trial(scenario: str, impl: str, method: str, seed: int) -> dict[str, Any
     time.sleep(0.1)
     left_files = _entries(tmpdir, impl, programs) - before
     result["leftover_files"] = len(left_files)
+    if left_files:  # named, so that a red run says what was left
+        result["leftover_names"] = sorted(os.path.relpath(p, workdir) if p.startswith(workdir) else p
+                                          for p in left_files)[:10]
     for path in left_files:  # leave the machine as we found it, whatever the implementation left
         subprocess.run(["rm", "-rf", path], check=False)
     subprocess.run(["rm", "-rf", workdir], check=False)

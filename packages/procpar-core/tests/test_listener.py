@@ -54,6 +54,32 @@ def test_listener_client_roundtrip(family: str, authkey: Any) -> None:
         listener.address
 
 
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("authkey", [None, b"secret"])
+def test_closing_a_listener_wakes_the_thread_blocked_in_accept(family: str, authkey: Any) -> None:
+    # The stdlib's accept() sleeps on after another thread closes its listener; ours fails with "closed".
+    listener = Listener(family=family, authkey=authkey)
+    served = threading.Event()
+    outcome: list[BaseException] = []
+
+    def serve() -> None:
+        try:
+            while True:
+                listener.accept().close()
+                served.set()
+        except BaseException as exc:  # reported to the test
+            outcome.append(exc)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    with Client(listener.address, authkey=authkey):
+        assert served.wait(30)
+    listener.close()  # the server is back in accept(), or on its way there
+    thread.join(30)
+    assert not thread.is_alive(), "accept() slept on after its listener was closed"
+    assert len(outcome) == 1 and isinstance(outcome[0], OSError) and "closed" in str(outcome[0]), outcome
+
+
 def test_unix_listener_path_is_private_and_removed() -> None:
     listener = Listener()
     address = listener.address

@@ -49,6 +49,30 @@ def test_registered_folder_is_removed_after_sigkill(run_script: Any, tmp_path: A
     assert kept.exists()
 
 
+def test_the_tracker_finishes_its_sweep_before_it_exits(run_script: Any, tmp_path: Any) -> None:
+    # All its writers gone at once (a program SIGKILLed soon after it started), the tracker used to exit in the
+    # middle of its sweep of dead programs' leftovers: what the sweep was removing stayed, and so did the probe
+    # file tempfile.gettempdir() makes in $TMPDIR. Here the sweep is made slow and the pipe is closed at once.
+    marker = tmp_path / "sweep-finished"
+    result = run_script(
+        f"""
+        import os, threading
+        from procpar_core import _resource_tracker
+        def slow_sweep():
+            threading.Event().wait(0.5)  # stands for a sweep of a crowded /dev/shm
+            open({str(marker)!r}, "w").close()
+            return []
+        _resource_tracker.sweep_dead_programs = slow_sweep
+        r, w = os.pipe()
+        os.close(w)
+        _resource_tracker.main(r)
+        print("finished" if os.path.exists({str(marker)!r}) else "cut short", flush=True)
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "finished"
+
+
 def test_bad_notices_are_refused() -> None:
     with pytest.raises(ValueError, match="cannot track"):
         resource_tracker.register("x", "no-such-type")

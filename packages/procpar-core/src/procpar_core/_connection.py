@@ -629,23 +629,43 @@ class _SocketListener:
             self._socket.close()
             raise
         self._family = family
+        self._closed = False
         self._last_accepted: Any = None
         self._unlink: Finalize | None = None
         if family == "AF_UNIX" and not _is_abstract(address):
             self._unlink = Finalize(self, os.unlink, args=(os.fspath(address),), exitpriority=0)
 
+    def fileno(self) -> int:
+        if self._closed:
+            raise _closed_listener()
+        return self._socket.fileno()
+
     def accept(self) -> Connection:
         if in_main_thread():
-            _poll_one(self._socket.fileno(), None)  # in slices, for Ctrl-C
+            _poll_one(self.fileno(), None)  # in slices, for Ctrl-C
         return self._accept_ready()
 
     def _accept_ready(self) -> Connection:
-        sock, self._last_accepted = self._socket.accept()
+        try:
+            sock, self._last_accepted = self._socket.accept()
+        except OSError as exc:
+            if self._closed:  # by another thread, while this one waited
+                raise _closed_listener() from exc
+            raise
         sock.setblocking(True)
         return Connection(sock.detach())
 
     def close(self) -> None:
+        import socket
+
+        self._closed = True
         try:
+            try:
+                # Closing alone would leave a thread blocked in accept() or poll() on it asleep for good (as the
+                # stdlib's does); a shut-down listening socket wakes them, and accept() then fails.
+                self._socket.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # never listened, or closed already
             self._socket.close()
         finally:
             unlink = self._unlink
@@ -655,6 +675,10 @@ class _SocketListener:
                     unlink()
                 except FileNotFoundError:
                     pass
+
+
+def _closed_listener() -> OSError:
+    return OSError(errno.EBADF, "the listener is closed")
 
 
 def _is_abstract(address: Any) -> bool:
@@ -706,7 +730,7 @@ class Listener:
         """
         listener = self._listener
         if listener is None:
-            raise OSError("listener is closed")
+            raise _closed_listener()
         if self._authkey is None:
             conn = listener.accept()
             self._last_accepted = listener._last_accepted
@@ -722,7 +746,8 @@ class Listener:
     def _step(self, listener: _SocketListener) -> None:
         """Wait (at most until the nearest handshake deadline) and move every handshake that can move."""
         poller = select.poll()
-        poller.register(listener._socket.fileno(), select.POLLIN)
+        listening = listener.fileno()
+        poller.register(listening, select.POLLIN)
         for handshake in self._handshakes:
             poller.register(handshake.fileno(), select.POLLIN)
         timeout: float | None = None
@@ -731,7 +756,9 @@ class Listener:
         if in_main_thread():
             timeout = SIGNAL_SLICE if timeout is None else min(timeout, SIGNAL_SLICE)
         ready = {fd for fd, _ in poller.poll(-1 if timeout is None else _timeout_ms(timeout))}
-        if listener._socket.fileno() in ready:
+        if self._listener is not listener:
+            raise _closed_listener()  # by another thread, while this one waited
+        if listening in ready:
             try:
                 conn = listener._accept_ready()
             except (BlockingIOError, ConnectionAbortedError):
@@ -780,14 +807,14 @@ class Listener:
         """The address the listener is bound to."""
         listener = self._listener
         if listener is None:
-            raise OSError("listener is closed")
+            raise _closed_listener()
         return listener._address
 
     @property
     def last_accepted(self) -> Any:
         """The address of the last accepted peer, or None."""
         if self._listener is None:
-            raise OSError("listener is closed")
+            raise _closed_listener()
         return self._last_accepted
 
     def __enter__(self) -> "Listener":

@@ -278,7 +278,8 @@ def main(fd: int | None = None) -> None:
             os.close(stdio)
         except OSError:
             pass
-    threading.Thread(target=sweep_dead_programs, name="procpar-tracker-sweep", daemon=True).start()
+    sweeper = threading.Thread(target=sweep_dead_programs, name="procpar-tracker-sweep", daemon=True)
+    sweeper.start()
     registry: dict[str, set[str]] = {rtype: set() for rtype in _known_types()}
     with open(fd, "rb") as pipe:
         for raw in pipe:
@@ -294,6 +295,8 @@ def main(fd: int | None = None) -> None:
                     raise ValueError(verb)
             except Exception:
                 sys.stderr.write(f"procpar resource tracker: ignoring malformed notice {raw!r}\n")
+    # A sweep cut short by the exit leaves what it was removing, and tempfile.gettempdir()'s probe file.
+    sweeper.join()
     leaked = False
     for rtype, names in registry.items():
         if not names:
