@@ -67,9 +67,34 @@ def test_workers_of_a_closed_pool_stay_in_the_figures(ctx: Any) -> None:
     assert stats.as_dict()["tasks"] == 10
 
 
-def test_a_thread_pool_says_it_keeps_no_figures() -> None:
-    with ThreadPool(1) as pool, pytest.raises(NotImplementedError, match="process pool"):
-        pool.stats()
+def test_a_thread_pool_counts_per_thread() -> None:
+    import threading
+
+    with ThreadPool(2) as pool:
+        assert pool.map(t.square, range(40), chunksize=1) == [x * x for x in range(40)]
+        with pytest.raises(ValueError):
+            pool.apply(t.fail, ("bad",))
+        stats = pool.stats()
+        ids = {th.native_id for th in pool._pool}
+        line = pool._engine.worker_line()
+    assert {w.pid for w in stats.workers} == ids  # a thread's native id stands for the pid
+    assert stats.tasks == 41 and all(w.alive for w in stats.workers)
+    assert stats.working > 0 and stats.starting >= 0 and stats.restarts == {}
+    assert stats.shm_bytes_sent == stats.shm_bytes_received == 0
+    assert sorted(int(part.split(":")[0]) for part in line.split()) == sorted(ids)
+    pool.join(60)
+    after = pool.stats()
+    assert [w.exit_cause for w in after.workers] == ["pool closed", "pool closed"] and after.tasks == 41
+    assert after.working == stats.working  # nothing ran since
+    assert threading.current_thread().native_id not in ids
+
+
+def test_a_thread_whose_initializer_failed_says_so() -> None:
+    pool = ThreadPool(1, initializer=t.failing_initializer)
+    pool.close()
+    pool.join(60)
+    (worker,) = pool.stats().workers
+    assert not worker.alive and worker.exit_cause == "initializer raised RuntimeError" and worker.tasks == 0
 
 
 def test_progress_workers_shows_a_live_line_per_worker(ctx: Any, capsys: Any) -> None:

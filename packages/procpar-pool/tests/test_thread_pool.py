@@ -45,3 +45,12 @@ def test_thread_pool_releases_tasks_and_warns_when_left_running() -> None:
     with pytest.warns(ResourceWarning, match="unclosed running multiprocessing pool"):
         del tp
         gc.collect()
+
+
+def test_a_failing_initializer_fails_the_tasks_instead_of_leaving_them_waiting() -> None:
+    # No thread would ever take them: the stdlib's thread pool starts new threads that fail again, forever.
+    with ThreadPool(2, initializer=t.failing_initializer) as pool:
+        with pytest.raises(RuntimeError, match=r"initializer raised in a worker thread.*no database"):
+            pool.apply_async(t.square, (3,)).get(30)  # raised by one or the other, as the threads are quick
+        with pytest.raises(RuntimeError, match="initializer raised"):
+            pool.map(t.square, range(3))

@@ -250,8 +250,8 @@ class Pool:
         few attribute updates per batch of replies; built when called."""
         stats = getattr(self._engine, "stats", None)
         if stats is None:
-            raise NotImplementedError(f"pool.stats() needs a process pool: the {type(self._engine).__name__} of "
-                                      f"this pool keeps no per-worker figures")
+            raise NotImplementedError(f"pool.stats(): the {type(self._engine).__name__} running this pool keeps no "
+                                      f"per-worker figures (the process and thread pools do)")
         result: PoolStats = stats()
         return result
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 import collections
 import itertools
 import threading
+import time
 import warnings
 from collections.abc import Iterable
 
 from ._errors import PoolClosedError
+from ._stats import PoolStats, WorkerStats
 from ._task import APPLY, MAP, PoolState
 
 TYPE_CHECKING = False
@@ -37,6 +39,34 @@ def _run(task: Task) -> object:
     return list(itertools.starmap(func, payload))
 
 
+class _ThreadFigures:
+    """One worker thread's counts, written by that thread only (read without a lock: a figure may lag by a
+    task)."""
+
+    __slots__ = ("busy", "ended_at", "exit_cause", "ident", "launched_at", "ready_at", "tasks")
+
+    def __init__(self) -> None:
+        self.launched_at = time.monotonic()
+        self.ident: int | None = None
+        self.ready_at: float | None = None
+        self.ended_at: float | None = None
+        self.exit_cause = "pool closed"
+        self.busy = 0.0
+        self.tasks = 0
+
+    def counted(self, began: float) -> None:
+        self.busy += time.monotonic() - began
+        self.tasks += 1
+
+    def stats(self, now: float) -> WorkerStats:
+        end = self.ended_at if self.ended_at is not None else now
+        ready = self.ready_at
+        starting = (ready if ready is not None else end) - self.launched_at
+        waiting = max(0.0, end - ready - self.busy) if ready is not None else 0.0
+        return WorkerStats(self.ident, self.ended_at is None, self.tasks, self.busy, waiting, max(0.0, starting),
+                           None if self.ended_at is None else self.exit_cause)
+
+
 class ThreadEngine:
     """Runs jobs' tasks on ``processes`` threads of this process (the ``procpar_pool.engine.Engine`` protocol)."""
 
@@ -49,11 +79,17 @@ class ThreadEngine:
         self._sources: collections.deque[TaskSource] = collections.deque()
         self._initializer = initializer
         self._initargs = initargs
+        self._broken: BaseException | None = None
         self._threads: list[threading.Thread] = []
+        self._figures: list[_ThreadFigures] = []
+        self._started_at = time.monotonic()
         for n in range(processes):
-            thread = threading.Thread(target=self._work, name=f"ThreadPoolWorker-{n + 1}", daemon=True)
+            figures = _ThreadFigures()
+            thread = threading.Thread(target=self._work, args=(figures,), name=f"ThreadPoolWorker-{n + 1}",
+                                      daemon=True)
             thread.start()
             self._threads.append(thread)
+            self._figures.append(figures)
 
     @property
     def workers(self) -> list[threading.Thread]:
@@ -72,6 +108,8 @@ class ThreadEngine:
         with self._cond:
             if self._state is not _RUN:
                 raise ValueError("Pool not running")
+            if self._broken is not None:
+                raise self._broken
             self._sources.append(job)
             self._cond.notify_all()
 
@@ -112,14 +150,39 @@ class ThreadEngine:
     def consumer_progress(self, job: TaskSource) -> None:
         self.wake()
 
+    def stats(self) -> PoolStats:
+        """``pool.stats()``: per worker thread (its native thread id in ``pid``), tasks done and seconds working,
+        waiting and starting; threads are never replaced and pass nothing through shared memory."""
+        now = time.monotonic()
+        return PoolStats([f.stats(now) for f in self._figures], {}, 0, 0, now - self._started_at)
+
+    def worker_line(self) -> str:
+        """``progress="workers"``: tasks done per live worker thread."""
+        return " ".join(f"{f.ident}:{f.tasks}" for f in self._figures if f.ended_at is None)
+
     def warn_unclosed(self) -> None:
         if self._state is _RUN:
             warnings.warn(f"unclosed running multiprocessing pool {self!r}", ResourceWarning, stacklevel=3)
 
+    def _initializer_failed(self, exc: BaseException) -> None:
+        # As in the process pool: no task can run as the caller meant it, so each fails with this error (and
+        # none waits for a thread that will never take it).
+        broken = RuntimeError(f"the pool's initializer raised in a worker thread, so the pool cannot run tasks: "
+                              f"{exc!r}")
+        broken.__cause__ = exc
+        with self._cond:
+            if self._broken is None:
+                self._broken = broken
+            sources = list(self._sources)
+            self._sources.clear()
+            self._cond.notify_all()
+        for job in sources:
+            job.fail_all(self._broken)
+
     def _take(self) -> Task | None:
         with self._cond:
             while True:
-                if self._state is _TERMINATE:
+                if self._state is _TERMINATE or self._broken is not None:
                     return None
                 task = self._next_task()
                 if task is not None:
@@ -139,19 +202,36 @@ class ThreadEngine:
                 self._sources.remove(job)
         return None
 
-    def _work(self) -> None:
-        if self._initializer is not None:
-            self._initializer(*self._initargs)
-        while True:
-            task = self._take()
-            if task is None:
-                return
-            try:
-                result = _run(task)
-            except Exception as exc:
-                task.job.set_outcome(task.index, False, exc)  # raised with its own traceback: same process
-            else:
-                task.job.set_outcome(task.index, True, result)
-                del result
-            # Not kept alive while this thread waits for its next task (arguments and results are the caller's).
-            del task
+    def _work(self, figures: _ThreadFigures) -> None:
+        figures.ident = threading.get_native_id()
+        try:
+            if self._initializer is not None:
+                try:
+                    self._initializer(*self._initargs)
+                except Exception as exc:
+                    figures.exit_cause = f"initializer raised {type(exc).__name__}"
+                    self._initializer_failed(exc)
+                    return
+            figures.ready_at = time.monotonic()
+            while True:
+                task = self._take()
+                if task is None:
+                    return
+                began = time.monotonic()
+                try:
+                    result = _run(task)
+                except Exception as exc:
+                    figures.counted(began)  # before the outcome wakes the caller, who may ask for the figures
+                    task.job.set_outcome(task.index, False, exc)  # raised with its own traceback: same process
+                else:
+                    figures.counted(began)
+                    task.job.set_outcome(task.index, True, result)
+                    del result
+                # Not kept alive while this thread waits for its next task (arguments and results are the
+                # caller's).
+                del task
+        except BaseException as exc:
+            figures.exit_cause = f"raised {type(exc).__name__}"
+            raise
+        finally:
+            figures.ended_at = time.monotonic()
