@@ -411,11 +411,7 @@ class IMapIterator(Job, Generic[R]):
         if self._items:
             return True
         with self._cond:
-            if self._length is not None and self._handed >= self._length:
-                return True
-            if self._ordered:
-                return self._next_index in self._done
-            return any(index in self._done for index in self._order)
+            return self._all_handed() or self._ready_index() is not None
 
     def _cancel_pending(self) -> None:
         # The consumer is gone: read no more of its iterable (chunks already out finish, unread).
@@ -431,7 +427,7 @@ class IMapIterator(Job, Generic[R]):
     def _next_chunk(self, timeout: float | None) -> tuple[tuple[bool, object], bool]:
         with self._cond:
             while True:
-                if self._length is not None and self._handed >= self._length:
+                if self._all_handed():
                     if self._progress is not None:
                         self._progress.close()
                     raise StopIteration
@@ -443,18 +439,29 @@ class IMapIterator(Job, Generic[R]):
                 if not wait_in_slices(self._cond.wait, timeout):
                     raise TimeoutError
 
-    def _take_chunk(self) -> tuple[bool, object] | None:
-        # Called with the condition held: the next finished chunk in hand-out order, or None.
+    # The three below are called with the condition held.
+
+    def _all_handed(self) -> bool:
+        return self._length is not None and self._handed >= self._length
+
+    def _ready_index(self) -> int | None:
+        # The index of the next finished chunk in hand-out order, or None.
         if self._ordered:
-            outcome = self._done.pop(self._next_index, None)
-        else:
-            while self._order and self._order[0] not in self._done:
-                self._order.popleft()
-            outcome = self._done.pop(self._order.popleft()) if self._order else None
-        if outcome is not None:
-            self._next_index += 1
-            self._handed += 1
-        return outcome
+            return self._next_index if self._next_index in self._done else None
+        order = self._order
+        while order and order[0] not in self._done:
+            order.popleft()  # an index filed twice is handed out once
+        return order[0] if order else None
+
+    def _take_chunk(self) -> tuple[bool, object] | None:
+        index = self._ready_index()
+        if index is None:
+            return None
+        if not self._ordered:
+            self._order.popleft()
+        self._next_index += 1
+        self._handed += 1
+        return self._done.pop(index)
 
     def next(self, timeout: float | None = None) -> R:
         """The next result; ``TimeoutError`` if none is ready within ``timeout``; ``StopIteration`` at the end."""
