@@ -41,9 +41,11 @@ def _run(task: Task) -> object:
 
 class _ThreadFigures:
     """One worker thread's counts, written by that thread only (read without a lock: a figure may lag by a
-    task)."""
+    task). Its clock is read only when it goes to sleep for want of a task, never per task: a thread that is
+    not waiting is working (taking, running, filing tasks)."""
 
-    __slots__ = ("busy", "ended_at", "exit_cause", "ident", "launched_at", "ready_at", "tasks")
+    __slots__ = ("ended_at", "exit_cause", "ident", "launched_at", "ready_at", "tasks", "waited",
+                 "waiting_since")
 
     def __init__(self) -> None:
         self.launched_at = time.monotonic()
@@ -51,19 +53,20 @@ class _ThreadFigures:
         self.ready_at: float | None = None
         self.ended_at: float | None = None
         self.exit_cause = "pool closed"
-        self.busy = 0.0
+        self.waited = 0.0
+        self.waiting_since: float | None = None
         self.tasks = 0
-
-    def counted(self, began: float) -> None:
-        self.busy += time.monotonic() - began
-        self.tasks += 1
 
     def stats(self, now: float) -> WorkerStats:
         end = self.ended_at if self.ended_at is not None else now
         ready = self.ready_at
         starting = (ready if ready is not None else end) - self.launched_at
-        waiting = max(0.0, end - ready - self.busy) if ready is not None else 0.0
-        return WorkerStats(self.ident, self.ended_at is None, self.tasks, self.busy, waiting, max(0.0, starting),
+        waiting, working = 0.0, 0.0
+        if ready is not None:
+            since = self.waiting_since
+            waiting = self.waited + (end - since if since is not None else 0.0)
+            working = max(0.0, end - ready - waiting)
+        return WorkerStats(self.ident, self.ended_at is None, self.tasks, working, waiting, max(0.0, starting),
                            None if self.ended_at is None else self.exit_cause)
 
 
@@ -179,7 +182,7 @@ class ThreadEngine:
         for job in sources:
             job.fail_all(self._broken)
 
-    def _take(self) -> Task | None:
+    def _take(self, figures: _ThreadFigures) -> Task | None:
         with self._cond:
             while True:
                 if self._state is _TERMINATE or self._broken is not None:
@@ -190,7 +193,10 @@ class ThreadEngine:
                 if self._state is _CLOSE and not self._sources:
                     self._cond.notify_all()
                     return None
+                figures.waiting_since = began = time.monotonic()
                 self._cond.wait()
+                figures.waiting_since = None
+                figures.waited += time.monotonic() - began
 
     def _next_task(self) -> Task | None:
         # A function of its own so that no local keeps the last job alive while the thread waits.
@@ -214,17 +220,16 @@ class ThreadEngine:
                     return
             figures.ready_at = time.monotonic()
             while True:
-                task = self._take()
+                task = self._take(figures)
                 if task is None:
                     return
-                began = time.monotonic()
                 try:
                     result = _run(task)
                 except Exception as exc:
-                    figures.counted(began)  # before the outcome wakes the caller, who may ask for the figures
+                    figures.tasks += 1  # before the outcome wakes the caller, who may ask for the figures
                     task.job.set_outcome(task.index, False, exc)  # raised with its own traceback: same process
                 else:
-                    figures.counted(began)
+                    figures.tasks += 1
                     task.job.set_outcome(task.index, True, result)
                     del result
                 # Not kept alive while this thread waits for its next task (arguments and results are the
