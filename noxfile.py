@@ -157,13 +157,16 @@ def typecheck(session: nox.Session) -> None:
 @nox.session(name="typing", tags=["tests"])
 def typing_(session: nox.Session) -> None:
     """A user's view of the types: the packages installed as wheels, then mypy --strict and pyright (strict)
-    over typecheck/api_usage.py, whose assert_type lines must hold and whose marked lines must be rejected."""
+    over typecheck/api_usage.py, whose assert_type lines must hold and whose marked lines must be rejected;
+    then pyright (standard) over the packages' own sources, which the typecheck session checks with mypy."""
     dists = [*_closure("procpar"), "procpar-dask"]
     session.install(*(str(PACKAGES_DIR / d) for d in dists), "mypy>=1.8", "pyright>=1.1.380", "typing_extensions")
     usage = str(ROOT / "typecheck" / "api_usage.py")
     python = str(Path(session.virtualenv.location) / "bin" / "python")
     session.run("mypy", "--strict", "--python-version", "3.10", usage)
     session.run("pyright", "--pythonpath", python, "-p", str(ROOT / "typecheck"), usage)
+    sources = [str(PACKAGES_DIR / d / "src") for d in dists]
+    session.run("pyright", "--pythonpath", python, "-p", str(ROOT / "typecheck" / "sources"), *sources)
     session.run("python", str(ROOT / "tools" / "count_any.py"))
 
 

@@ -703,7 +703,7 @@ class Listener:
         *,
         handshake_timeout: float = HANDSHAKE_TIMEOUT,
     ) -> None:
-        family = family or (address and address_type(address)) or default_family
+        family = family or (address_type(address) if address else default_family)
         _validate_family(family)
         if address is None:
             address = arbitrary_address(family)

@@ -285,6 +285,7 @@ class BaseProcess:
     def _bootstrap(self, parent_sentinel: int | None = None) -> int:
         """Run in the new child: reset per-process state, call ``run()``, return the exit code."""
         global _current_process, _parent_process, _process_counter, _children
+        exitcode = 1  # what the exit says if even the handlers below fail
         try:
             if self._start_method is not None:
                 sys.modules["procpar_core._context"]._default_state.method = self._start_method

@@ -39,7 +39,8 @@ def _cloudpickle_dumps_factory() -> Callable[[Any], Any]:
         def __init__(self, file: Any, protocol: int | None = None) -> None:
             super().__init__(file, protocol=5 if protocol is None else protocol)
             # procpar's fd reducers first, then cloudpickle's own table (which includes copyreg's).
-            self.dispatch_table = ChainMap(_current_table(), base.dispatch_table)
+            # (cloudpickle's table is typed a Mapping; ChainMap only reads its later maps.)
+            self.dispatch_table = ChainMap(_current_table(), base.dispatch_table)  # pyright: ignore[reportArgumentType]
 
     def _dumps(obj: Any) -> memoryview:
         buf = io.BytesIO()

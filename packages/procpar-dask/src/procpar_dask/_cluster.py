@@ -11,8 +11,9 @@ from __future__ import annotations
 import logging
 import os
 import urllib.request
+from typing import cast
 
-import dask
+import dask.config
 import distributed
 
 from . import _remote
@@ -31,7 +32,8 @@ class Connection:
 
     def threads(self) -> dict[str, int]:
         """Worker address -> its threads, as the scheduler sees them now."""
-        return {str(address): int(n) for address, n in self.client.nthreads().items()}
+        nthreads = cast("dict[str, int]", self.client.nthreads())  # a sync client's answer, not a coroutine
+        return {str(address): int(n) for address, n in nthreads.items()}
 
     def dashboard(self) -> str | None:
         """The dashboard's address, when the scheduler serves one. Its HTTP server runs without the dashboard

@@ -27,6 +27,7 @@ import threading
 import time
 import warnings
 import weakref
+from typing import cast
 
 import cloudpickle
 
@@ -394,10 +395,9 @@ class DaskEngine:
         if avoid is not None:
             leaving.append(avoid)
         others = [w for w in self._threads if w not in leaving] if leaving else []
-        where: dict[str, object] = {"workers": others, "allow_other_workers": True} if others else {}
         try:
             future = self._client.submit(_remote.run_bundle, self._plugin, bundle.blob, key=key, pure=False,
-                                         **where)
+                                         workers=others or None, allow_other_workers=bool(others))
         except Exception as exc:
             self._fail(bundle, WorkerLostError(f"the task could not be sent to the Dask scheduler: {exc!r}"))
             return
@@ -427,7 +427,7 @@ class DaskEngine:
             return
         futures = [b.future for b in finished]
         try:
-            replies = self._client.gather(futures, errors="raise")
+            replies = cast("list[bytes]", self._client.gather(futures, errors="raise"))  # (sync client)
         except Exception:
             replies = None
         for position, bundle in enumerate(finished):
@@ -534,7 +534,7 @@ class DaskEngine:
 
     def _restart_worker_of(self, key: str, bundle: _Bundle) -> None:
         try:
-            worker = self._client.run_on_scheduler(_remote.processing_on, key)
+            worker = cast("str | None", self._client.run_on_scheduler(_remote.processing_on, key))
         except Exception:
             worker = None
         future, bundle.future = bundle.future, None
@@ -570,7 +570,8 @@ class DaskEngine:
     def _where(self) -> dict[str, str]:
         """Key -> the worker it runs on (or waits for a thread on), for the bundles in flight."""
         try:
-            found = self._client.run_on_scheduler(_remote.processing_on_many, list(self._inflight))
+            found = cast("dict[str, str]", self._client.run_on_scheduler(_remote.processing_on_many,
+                                                                          list(self._inflight)))
         except Exception:
             return {}
         return {str(k): str(v) for k, v in found.items()}

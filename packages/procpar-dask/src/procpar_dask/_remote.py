@@ -41,10 +41,10 @@ RESULT_UNPICKLABLE = "result"
 EXCEPTION_UNPICKLABLE = "exception"
 
 
-def set_allowed_failures(count: int, dask_scheduler: Scheduler) -> int:
+def set_allowed_failures(count: int, dask_scheduler: Scheduler) -> int | None:
     """Run on the scheduler: how many worker deaths a task may see before it fails (``KilledWorker``).
     Returns the previous value."""
-    previous = int(dask_scheduler.allowed_failures)
+    previous = dask_scheduler.allowed_failures
     dask_scheduler.allowed_failures = count
     return previous
 

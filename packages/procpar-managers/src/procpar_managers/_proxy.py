@@ -644,4 +644,4 @@ class PoolProxy(BasePoolProxy):  # type: ignore[valid-type,misc]
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        self.terminate()
+        self._callmethod("terminate")

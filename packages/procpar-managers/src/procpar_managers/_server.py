@@ -140,7 +140,7 @@ def _give_back_item(q: queue.Queue[object], item: object) -> None:
     """Undo a ``get()``: the item goes back where the next ``get()`` takes it."""
     with q.mutex:
         if isinstance(q, queue.PriorityQueue):
-            heapq.heappush(q.queue, item)
+            heapq.heappush(q.queue, item)  # pyright: ignore[reportArgumentType]  # its items compare: it took them in
         elif isinstance(q, queue.LifoQueue):
             q.queue.append(item)
         else:

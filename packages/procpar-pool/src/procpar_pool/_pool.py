@@ -85,7 +85,7 @@ class Pool:
             raise TypeError("progress must be True, False, 'workers' or an object with update(n) and close() (a tqdm "
                             "bar)")
         self._processes = processes
-        self._progress = progress  # the map family's default when a call does not say
+        self._progress: Progress = progress  # the map family's default when a call does not say
         self._task_timeout = _check_time_limit(task_timeout)
         self._max_memory = max_memory_per_child
         self._engine = self._make_engine(processes, initializer=initializer, initargs=tuple(initargs),
@@ -201,7 +201,8 @@ class Pool:
                 chunksize += 1
         elif not isinstance(chunksize, int) or chunksize < 1:
             raise ValueError(f"chunksize must be a positive int, not {chunksize!r}")
-        chunks = [items[i : i + chunksize] for i in range(0, len(items), chunksize)] if items else []
+        chunks: list[Sequence[object]] = ([items[i : i + chunksize] for i in range(0, len(items), chunksize)]
+                                          if items else [])
         bar = make_progress(self._progress if progress is None else progress, len(items),
                             getattr(self._engine, "worker_line", None)) if items else None
         result = MapResult(self._engine, func, chunks, kind, callback=callback, error_callback=error_callback,

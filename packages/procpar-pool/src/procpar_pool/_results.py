@@ -352,8 +352,8 @@ class IMapIterator(Job, Generic[R]):
         with self._cond:
             first = self._taken
             self._taken += len(chunks)
+            failed_index = self._taken  # the next position: the failure's, if there is one
             if failure is not None:
-                failed_index = self._taken
                 self._taken += 1
             if ended or failure is not None:
                 self._source = None

@@ -124,10 +124,11 @@ class ReusablePool(Pool):
             _let_go(engine)
 
     # The calls that hand work to an engine hold it for their duration (see _engine).
-    apply = _pinned(Pool.apply)
-    apply_async = _pinned(Pool.apply_async)
-    _map_async = _pinned(Pool._map_async)
-    _imap = _pinned(Pool._imap)
+    # (pyright: a wrapper's self is positional-only, the base's is not; nobody passes self by name.)
+    apply = _pinned(Pool.apply)  # pyright: ignore[reportAssignmentType]
+    apply_async = _pinned(Pool.apply_async)  # pyright: ignore[reportAssignmentType]
+    _map_async = _pinned(Pool._map_async)  # pyright: ignore[reportAssignmentType]
+    _imap = _pinned(Pool._imap)  # pyright: ignore[reportAssignmentType]
 
     def _matches(self, processes: int, config: _Config) -> bool:
         if processes != self._processes:

@@ -85,7 +85,7 @@ class PoolStats:
 
     def __str__(self) -> str:
         header = ("worker", "pid", "tasks", "working s", "waiting s", "starting s", "busy %", "state")
-        rows = [header]
+        rows: list[tuple[str, ...]] = [header]
         for number, w in enumerate(self.workers, 1):
             rows.append((str(number), str(w.pid), str(w.tasks), f"{w.working:.3f}", f"{w.waiting:.3f}",
                          f"{w.starting:.3f}", _percent(w.working, w.working + w.waiting),

@@ -84,7 +84,7 @@ def install() -> None:
             del sys.modules[name]
     futures = sys.modules.get("concurrent.futures")
     if futures is not None and "ProcessPoolExecutor" in vars(futures):
-        del futures.ProcessPoolExecutor  # cached by concurrent.futures' lazy import: looked up again
+        delattr(futures, "ProcessPoolExecutor")  # cached by concurrent.futures' lazy import: looked up again
     sys.meta_path.insert(0, _finder)
     from procpar_core import lowlevel
 
