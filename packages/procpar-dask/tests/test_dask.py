@@ -75,6 +75,40 @@ def test_retries_run_a_task_again_after_its_worker_died(pools: Any, tmp_path: Pa
         p.apply(die_the_first_time, (marker,))
 
 
+def test_stats_count_per_dask_worker(pools: Any, cluster: Any) -> None:
+    with pools.pool(2) as p:
+        assert p.map(abs, range(-40, 0), chunksize=1) == list(range(40, 0, -1))
+        stats = p.stats()
+        line = p._engine.worker_line()
+    addresses = set(cluster.worker_pids())
+    assert stats.tasks == 40 and {w.address for w in stats.workers if w.tasks} <= addresses
+    assert all(w.alive and w.pid is None for w in stats.workers) and stats.restarts == {}
+    assert stats.working >= 0 and stats.shm_bytes_sent == 0
+    assert str(stats).splitlines()[0].split()[:3] == ["worker", "address", "tasks"]
+    assert all(part.rsplit(":", 1)[0] in {a.removeprefix("tcp://") for a in addresses} for part in line.split())
+    p.join(60)
+    assert all(w.exit_cause == "pool closed" for w in p.stats().workers)
+
+
+def test_stats_count_a_worker_killed_from_outside_once(pools: Any, tmp_path: Path) -> None:
+    p = pools.pool(2)
+    gate = tmp_path / "pid"
+    r = p.apply_async(pid_then_wait, (str(gate),))
+    os.kill(int(_wait_for(gate)), signal.SIGKILL)
+    with pytest.raises(procpar_pool.WorkerLostError):
+        r.get(60)
+    assert p.stats().restarts == {"died": 1}
+
+
+def test_stats_count_the_restarts_the_pool_made(pools: Any) -> None:
+    with pools.pool(2) as p:
+        with pytest.raises(procpar_pool.TaskTimeoutError):
+            p.apply(time.sleep, (60,), task_timeout=0.5)
+        # The engine counts the restart as it ends the task, before it files the next result.
+        assert p.apply(abs, (-2,)) == 2
+        assert p.stats().restarts == {"time limit": 1}
+
+
 def test_the_scheduler_does_not_rerun_a_task_behind_the_pools_back(pools: Any) -> None:
     with pools.pool(2) as p:
         assert p.apply(abs, (-1,)) == 1

@@ -70,13 +70,17 @@ def test_workers_of_a_closed_pool_stay_in_the_figures(ctx: Any) -> None:
 def test_a_thread_pool_counts_per_thread() -> None:
     import threading
 
+    from procpar_pool._thread_engine import ThreadEngine
+
     with ThreadPool(2) as pool:
         assert pool.map(t.square, range(40), chunksize=1) == [x * x for x in range(40)]
         with pytest.raises(ValueError):
             pool.apply(t.fail, ("bad",))
         stats = pool.stats()
-        ids = {th.native_id for th in pool._pool}
-        line = pool._engine.worker_line()
+        ids = {th.native_id for th in pool._pool if isinstance(th, threading.Thread) and th.native_id}
+        engine = pool._engine
+        assert isinstance(engine, ThreadEngine)
+        line = engine.worker_line()
     assert {w.pid for w in stats.workers} == ids  # a thread's native id stands for the pid
     assert stats.tasks == 41 and all(w.alive for w in stats.workers)
     assert stats.working > 0 and stats.starting >= 0 and stats.restarts == {}
@@ -113,9 +117,9 @@ def test_bad_progress_is_refused_with_what_it_takes() -> None:
 
 
 def test_workers_beyond_the_kept_ones_are_summed_into_one_row(monkeypatch: Any) -> None:
-    from procpar_pool import _fleet
+    from procpar_pool import _stats
 
-    monkeypatch.setattr(_fleet, "KEEP_GONE", 3)
+    monkeypatch.setattr(_stats, "KEEP_GONE", 3)
     with Pool(1, maxtasksperchild=1) as pool:
         pool.map(t.square, range(8), chunksize=1)
         stats = pool.stats()

@@ -37,6 +37,7 @@ from procpar_pool.engine import APPLY, PoolState
 from . import _remote
 from ._bundles import bundle_size, updated_estimate
 from ._encoding import decode_outcome, decode_reply, encode_bundle, encode_initializer, unreadable_bundle
+from ._stats import ClusterFigures
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -44,7 +45,7 @@ if TYPE_CHECKING:
 
     import distributed
 
-    from procpar_pool.engine import Task, TaskSource
+    from procpar_pool.engine import PoolStats, Task, TaskSource
 
     from ._cluster import Connection
 
@@ -124,6 +125,7 @@ class DaskEngine:
         self._recomputing: dict[str, _Bundle] = {}
         self._broken: BaseException | None = None
         self._threads: dict[str, int] = {}
+        self._figures = ClusterFigures()
         self._refreshed = 0.0
         self._plugin: str | None = None
         self._topic: str | None = None
@@ -199,6 +201,15 @@ class DaskEngine:
     def consumer_progress(self, job: TaskSource) -> None:
         self._events.put(None)
 
+    def stats(self) -> PoolStats:
+        """``pool.stats()``: per Dask worker (by address), tasks done and seconds working and waiting, as of the
+        engine's last look at the scheduler; restarts the pool caused or saw, by cause."""
+        return self._figures.stats()
+
+    def worker_line(self) -> str:
+        """``progress="workers"``: tasks done per Dask worker."""
+        return self._figures.worker_line()
+
     def warn_unclosed(self) -> None:
         if self._state is _RUN:
             warnings.warn(f"unclosed running procpar-dask pool {self!r}", ResourceWarning, stacklevel=3)
@@ -238,6 +249,7 @@ class DaskEngine:
         except Exception:
             return  # the scheduler is away: keep the last view; the futures will say what happened
         self._refreshed = time.monotonic()
+        self._figures.seen(self._threads)
 
     def _capacity(self) -> int:
         threads = sum(self._threads.values())
@@ -263,7 +275,8 @@ class DaskEngine:
                 done = [i for i in items if isinstance(i, _Bundle)]
                 for worker in {i for i in items if isinstance(i, str)}:
                     if worker not in self._restarting:
-                        self._restart(worker)  # it reached maxtasksperchild and the pool has its replies
+                        # it reached maxtasksperchild and the pool has its replies
+                        self._restart(worker, cause="maxtasksperchild")
                 if self._state is _TERMINATE:
                     break
                 if self._recomputing:
@@ -282,6 +295,7 @@ class DaskEngine:
             raise
         finally:
             self._stop()
+            self._figures.ended()
 
     def _wait_time(self) -> float | None:
         deadlines = [b.deadline for b in self._inflight.values() if b.deadline is not None]
@@ -461,6 +475,7 @@ class DaskEngine:
             self._send(declined, avoid=address)
         if not tasks:
             return
+        self._figures.ran(address, len(tasks), seconds)  # before the outcomes wake a caller who may ask
         pace = self._pace(tasks[0])
         pace.estimate = updated_estimate(pace.estimate, seconds, len(tasks))
         by_job: dict[int, tuple[TaskSource, list[tuple[int, bool, object]]]] = {}
@@ -498,6 +513,7 @@ class DaskEngine:
                 bundle.excusals += 1
                 self._submit(bundle)
                 return
+            self._figures.going(worker, "died")
             if bundle.attempts < self._retries:
                 bundle.attempts += 1
                 self._submit(bundle)
@@ -542,11 +558,12 @@ class DaskEngine:
             if future is not None:
                 future.cancel()
             return
-        self._restart(worker, future)
+        self._restart(worker, future, cause="time limit")
 
-    def _restart(self, worker: str, future: distributed.Future[bytes] | None = None) -> None:
+    def _restart(self, worker: str, future: distributed.Future[bytes] | None = None, *, cause: str) -> None:
         """Restart ``worker`` (its nanny starts a fresh process), then cancel ``future``, the task that made the
         engine restart it; what else of the pool's it held is sent again, as the restart is not its doing."""
+        self._figures.going(worker, cause)
         self._restarting.add(worker)
         self._excuse(worker)
 

@@ -8,7 +8,6 @@ started yet (``close_in_child``), except its own end.
 
 from __future__ import annotations
 
-import collections
 import time
 
 from procpar_core.connection import Pipe
@@ -19,8 +18,7 @@ from ._errors import MemoryLimitError, WorkerLostError, describe_exit, oom_kill_
 from ._handle import WorkerHandle, WorkerState
 from ._protocol import STOP
 from ._running import RunningTask
-from ._stats import PoolStats, WorkerStats
-from ._stats import summed as _summed
+from ._stats import GoneWorkers, PoolStats, WorkerStats
 from ._worker import resident_bytes, worker_main
 
 TYPE_CHECKING = False
@@ -39,8 +37,6 @@ __all__ = ["WorkerFleet", "MEMORY_CHECK_SECONDS"]
 MEMORY_CHECK_SECONDS = 0.05
 
 
-#: Workers that are gone whose figures pool.stats() keeps one by one (the earlier ones are summed into one row).
-KEEP_GONE = 256
 
 class WorkerFleet:
     """A pool's live workers (``workers``, in start order) and how to start and stop them."""
@@ -58,9 +54,7 @@ class WorkerFleet:
         # pool.stats(): the workers that are gone, and the causes of the replacements.
         self.started_at = time.monotonic()
         self.shm_bytes_at_start = tuple(_oob.segment_bytes)
-        self.gone: collections.deque[WorkerStats] = collections.deque()  # the last KEEP_GONE, one by one
-        self._earlier: list[WorkerStats] = []  # at most one row: the figures of those before, summed
-        self._earlier_count = 0
+        self.gone = GoneWorkers()
         self.restarts: dict[str, int] = {}
         self.memory_checked = 0.0
         # Large buffers travel in shared memory registered with the resource tracker; the workers must share the
@@ -166,14 +160,7 @@ class WorkerFleet:
         return f"exit code {exitcode}"
 
     def _remember(self, worker: WorkerHandle, cause: str) -> None:
-        gone = self.gone
-        if len(gone) == KEEP_GONE:
-            # A long run with maxtasksperchild=1 goes through millions of workers: the oldest are folded into
-            # one summed row rather than kept one by one.
-            self._earlier_count += 1
-            self._earlier = [_summed([*self._earlier, gone.popleft()],
-                                     f"{self._earlier_count} earlier workers, summed")]
-        gone.append(self._figures(worker, time.monotonic(), cause))
+        self.gone.add(self._figures(worker, time.monotonic(), cause))
 
     @staticmethod
     def _figures(worker: WorkerHandle, now: float, cause: str | None) -> WorkerStats:
@@ -191,7 +178,7 @@ class WorkerFleet:
         live = [self._figures(worker, now, None) for worker in self.workers]
         sent, received = (now_bytes - start for now_bytes, start in
                           zip(_oob.segment_bytes, self.shm_bytes_at_start, strict=True))
-        return PoolStats(live + self._earlier + list(self.gone), dict(self.restarts), sent, received,
+        return PoolStats(live + self.gone.rows(), dict(self.restarts), sent, received,
                          now - self.started_at)
 
     def lost_error(self, worker: WorkerHandle, exitcode: int | None) -> WorkerLostError:

@@ -8,19 +8,26 @@ Times are seen from the pool's side: a worker is *working* while it holds tasks 
 
 from __future__ import annotations
 
-__all__ = ["WorkerStats", "PoolStats", "summed"]
+import collections
+
+__all__ = ["WorkerStats", "PoolStats", "GoneWorkers", "summed", "KEEP_GONE"]
+
+#: Workers that are gone whose figures pool.stats() keeps one by one (the earlier ones are summed into one row).
+KEEP_GONE = 256
 
 
 class WorkerStats:
     """One worker's figures: ``pid``, ``alive``, ``tasks`` done, seconds ``working``, ``waiting`` and
     ``starting``, and, for a worker that is gone, ``exit_cause`` (``"maxtasksperchild"``, ``"time limit"``,
-    ``"memory limit"``, ``"killed by SIGKILL"``, ``"exit code 3"``, ``"pool closed"``, ...)."""
+    ``"memory limit"``, ``"killed by SIGKILL"``, ``"exit code 3"``, ``"pool closed"``, ...). A worker elsewhere
+    (a Dask worker) has an ``address`` and no ``pid``."""
 
-    __slots__ = ("alive", "exit_cause", "pid", "starting", "tasks", "waiting", "working")
+    __slots__ = ("address", "alive", "exit_cause", "pid", "starting", "tasks", "waiting", "working")
 
     def __init__(self, pid: int | None, alive: bool, tasks: int, working: float, waiting: float, starting: float,
-                 exit_cause: str | None = None) -> None:
+                 exit_cause: str | None = None, *, address: str | None = None) -> None:
         self.pid = pid
+        self.address = address
         self.alive = alive
         self.tasks = tasks
         self.working = working
@@ -28,9 +35,17 @@ class WorkerStats:
         self.starting = starting
         self.exit_cause = exit_cause
 
+    @property
+    def name(self) -> str:
+        """The pid, or the address of a worker elsewhere ("" for a summed row)."""
+        if self.pid is not None:
+            return str(self.pid)
+        return self.address or ""
+
     def __repr__(self) -> str:
         state = "alive" if self.alive else f"gone: {self.exit_cause}"
-        return (f"WorkerStats(pid={self.pid}, {state}, tasks={self.tasks}, working={self.working:.3f}s, "
+        where = f"pid={self.pid}" if self.address is None else f"address={self.address!r}"
+        return (f"WorkerStats({where}, {state}, tasks={self.tasks}, working={self.working:.3f}s, "
                 f"waiting={self.waiting:.3f}s, starting={self.starting:.3f}s)")
 
 
@@ -84,10 +99,11 @@ class PoolStats:
         }
 
     def __str__(self) -> str:
-        header = ("worker", "pid", "tasks", "working s", "waiting s", "starting s", "busy %", "state")
+        where = "address" if any(w.address is not None for w in self.workers) else "pid"
+        header = ("worker", where, "tasks", "working s", "waiting s", "starting s", "busy %", "state")
         rows: list[tuple[str, ...]] = [header]
         for number, w in enumerate(self.workers, 1):
-            rows.append((str(number), str(w.pid), str(w.tasks), f"{w.working:.3f}", f"{w.waiting:.3f}",
+            rows.append((str(number), w.name, str(w.tasks), f"{w.working:.3f}", f"{w.waiting:.3f}",
                          f"{w.starting:.3f}", _percent(w.working, w.working + w.waiting),
                          "alive" if w.alive else f"gone: {w.exit_cause}"))
         rows.append(("total", "", str(self.tasks), f"{self.working:.3f}", f"{self.waiting:.3f}",
@@ -106,6 +122,31 @@ class PoolStats:
     def __repr__(self) -> str:
         return (f"PoolStats(workers={len(self.workers)}, tasks={self.tasks}, working={self.working:.3f}s, "
                 f"waiting={self.waiting:.3f}s, starting={self.starting:.3f}s, restarts={self.restarts})")
+
+
+class GoneWorkers:
+    """The figures of an engine's workers that are gone: the last ``keep`` one by one, the earlier ones summed
+    into one row (a long run with ``maxtasksperchild=1`` goes through millions of workers)."""
+
+    __slots__ = ("_earlier", "_earlier_count", "_keep", "_rows")
+
+    def __init__(self, keep: int | None = None) -> None:
+        self._keep = KEEP_GONE if keep is None else keep
+        self._rows: collections.deque[WorkerStats] = collections.deque()
+        self._earlier: WorkerStats | None = None
+        self._earlier_count = 0
+
+    def add(self, worker: WorkerStats) -> None:
+        if len(self._rows) >= self._keep:
+            self._earlier_count += 1
+            oldest = self._rows.popleft()
+            folded = [oldest] if self._earlier is None else [self._earlier, oldest]
+            self._earlier = summed(folded, f"{self._earlier_count} earlier workers, summed")
+        self._rows.append(worker)
+
+    def rows(self) -> list[WorkerStats]:
+        """The summed row (if any), then the kept ones, oldest first."""
+        return ([] if self._earlier is None else [self._earlier]) + list(self._rows)
 
 
 def summed(workers: list[WorkerStats], label: str | None = None) -> WorkerStats:

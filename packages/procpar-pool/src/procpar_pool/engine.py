@@ -9,6 +9,10 @@ of a map, see ``APPLY``/``MAP``/``STARMAP``), and files each outcome back with t
 wakes the caller. ``fail_all`` ends every unfinished task of a job when the pool stops or breaks. A job is asked
 for tasks by one thread at a time.
 
+An engine may also offer ``stats() -> PoolStats`` (what ``pool.stats()`` returns; without it that call raises
+``NotImplementedError``) and ``worker_line() -> str`` (the live line of ``progress="workers"``). ``WorkerStats``,
+``PoolStats`` and ``GoneWorkers`` (the figures of workers that are gone, the oldest summed) are here for it.
+
 An engine of another package reaches a pool by subclassing ``procpar_pool.pool.Pool`` and overriding its
 ``_make_engine(processes, *, initializer, initargs, maxtasksperchild, context, prefetch) -> Engine`` (the one
 protected hook, versioned with this interface); ``procpar_pool.Executor(pool=...)`` then gives the same engine
@@ -20,9 +24,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
+from ._stats import GoneWorkers, PoolStats, WorkerStats
 from ._task import APPLY, MAP, STARMAP, PoolState, Task
 
-__all__ = ["Engine", "TaskSource", "Task", "PoolState", "APPLY", "MAP", "STARMAP"]
+__all__ = ["Engine", "TaskSource", "Task", "PoolState", "APPLY", "MAP", "STARMAP", "PoolStats", "WorkerStats",
+           "GoneWorkers"]
 
 
 class TaskSource(Protocol):
