@@ -80,6 +80,25 @@ def test_closing_a_listener_wakes_the_thread_blocked_in_accept(family: str, auth
     assert len(outcome) == 1 and isinstance(outcome[0], OSError) and "closed" in str(outcome[0]), outcome
 
 
+def _close(listener: Any) -> None:
+    listener.close()
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_a_forked_child_closing_its_copy_leaves_the_parents_listener_open(family: str) -> None:
+    with Listener(family=family, authkey=b"k") as listener:
+        child = procpar_core.get_context("fork").Process(target=_close, args=(listener,))
+        child.start()
+        child.join(30)
+        assert child.exitcode == 0
+        thread, errors = _serve_once(listener, _double)
+        with Client(listener.address, authkey=b"k") as conn:
+            conn.send(4)
+            assert conn.recv() == 8
+        thread.join(30)
+        assert not errors
+
+
 def test_unix_listener_path_is_private_and_removed() -> None:
     listener = Listener()
     address = listener.address

@@ -630,6 +630,7 @@ class _SocketListener:
             raise
         self._family = family
         self._closed = False
+        self._owner = os.getpid()
         self._last_accepted: Any = None
         self._unlink: Finalize | None = None
         if family == "AF_UNIX" and not _is_abstract(address):
@@ -660,12 +661,14 @@ class _SocketListener:
 
         self._closed = True
         try:
-            try:
-                # Closing alone would leave a thread blocked in accept() or poll() on it asleep for good (as the
-                # stdlib's does); a shut-down listening socket wakes them, and accept() then fails.
-                self._socket.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass  # never listened, or closed already
+            # Closing alone leaves a thread blocked in accept() or poll() on it asleep for good (as the stdlib's
+            # does); a shut-down listening socket wakes them, and accept() then fails. Not in a forked child:
+            # its copy shares the socket, and shutting that down would stop its parent's listener.
+            if os.getpid() == self._owner:
+                try:
+                    self._socket.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass  # never listened, or closed already
             self._socket.close()
         finally:
             unlink = self._unlink
