@@ -230,6 +230,10 @@ start_deferred = _resource_tracker.start_deferred
 os.register_at_fork(after_in_child=_resource_tracker._after_fork_in_child)
 
 
+#: How long an exiting tracker waits for its sweep of dead programs' leftovers to finish.
+_SWEEP_SECONDS = 30.0
+
+
 def sweep_dead_programs() -> list[str]:
     """Remove what procpar programs that died with their tracker left behind (their names say whose they
     were: ``procpar-[kind-]<pid>-<start>-...``, see ``procpar_core.util.owned_name_prefix``); return the paths."""
@@ -295,8 +299,9 @@ def main(fd: int | None = None) -> None:
                     raise ValueError(verb)
             except Exception:
                 sys.stderr.write(f"procpar resource tracker: ignoring malformed notice {raw!r}\n")
-    # A sweep cut short by the exit leaves what it was removing, and tempfile.gettempdir()'s probe file.
-    sweeper.join()
+    # A sweep cut short by the exit leaves what it was removing, and tempfile.gettempdir()'s probe file. (Bounded:
+    # a folder that stalls its listing must not keep the tracker for ever.)
+    sweeper.join(_SWEEP_SECONDS)
     leaked = False
     for rtype, names in registry.items():
         if not names:
