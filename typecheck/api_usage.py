@@ -138,3 +138,12 @@ def contexts() -> None:
     process = ctx.Process(target=square, args=(1,))
     assert_type(process.exitcode, int | None)
     ctx.Pool("two")  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
+
+
+def threads_with_the_same_api() -> None:
+    import procpar.dummy as dummy
+
+    assert_type(dummy.Pool(2).map(square, [1]), list[int])
+    assert_type(dummy.Value("i", 1).value, int)
+    dummy.Value("i", 1).value = "one"  # type: ignore[assignment]  # pyright: ignore[reportAttributeAccessIssue]
+    dummy.Pool(2).map(square, ["x"])  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]

@@ -104,5 +104,30 @@ def test_connection_between_threads() -> None:
         listener.accept()
 
 
+def test_closing_a_listener_wakes_the_thread_in_accept() -> None:
+    listener = connection.Listener()
+    address = listener.address
+    assert address is not None
+    served = threading.Event()
+    outcome: list[BaseException] = []
+
+    def serve() -> None:
+        try:
+            while True:
+                listener.accept()
+                served.set()
+        except BaseException as exc:  # reported to the test
+            outcome.append(exc)
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    connection.Client(address)
+    assert served.wait(30)
+    listener.close()  # the server waits in accept() again, or is on its way there
+    t.join(30)
+    assert not t.is_alive(), "accept() slept on after its listener was closed"
+    assert len(outcome) == 1 and isinstance(outcome[0], OSError) and "closed" in str(outcome[0])
+
+
 def test_reachable_from_procpar() -> None:
     assert procpar.dummy is dummy and procpar.dummy.connection is connection

@@ -12,14 +12,22 @@ import array
 import queue
 import sys
 import threading
+import types
 import weakref
+from collections.abc import Callable, Iterable, Mapping
 from threading import Barrier, BoundedSemaphore, Condition, Event, Lock, RLock, Semaphore
-from typing import Any, Callable
+from typing import Any, Generic, TypeVar
 
 from procpar_managers import Namespace
 
 from . import connection
 from .connection import Pipe
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from procpar_pool import ThreadPool
+
+T = TypeVar("T")
 
 __all__ = [
     "Process", "current_process", "active_children", "freeze_support", "Lock", "RLock", "Semaphore",
@@ -34,8 +42,8 @@ JoinableQueue = queue.Queue
 class DummyProcess(threading.Thread):
     """A thread with the ``Process`` API: started by its parent "process" (thread), with an ``exitcode``."""
 
-    def __init__(self, group: None = None, target: Callable[..., Any] | None = None, name: str | None = None,
-                 args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None) -> None:
+    def __init__(self, group: None = None, target: Callable[..., object] | None = None, name: str | None = None,
+                 args: Iterable[object] = (), kwargs: Mapping[str, object] | None = None) -> None:
         super().__init__(group, target, name, args, kwargs or {})
         self._pid = None
         self._children: weakref.WeakKeyDictionary[threading.Thread, None] = weakref.WeakKeyDictionary()
@@ -81,27 +89,29 @@ def freeze_support() -> None:
     """Nothing to do for threads."""
 
 
-class Value:
-    """A value with a ``value`` attribute (threads share memory: nothing to synchronise it with)."""
+class Value(Generic[T]):
+    """A value with a ``value`` attribute (threads share memory: nothing to synchronise it with). ``typecode``
+    and ``lock`` are the process ``Value``'s, kept for its callers; the value is held as given."""
 
-    def __init__(self, typecode: Any, value: Any, lock: Any = True) -> None:
+    def __init__(self, typecode: object, value: T, lock: object = True) -> None:
         self._typecode = typecode
         self._value = value
 
     @property
-    def value(self) -> Any:
+    def value(self) -> T:
         return self._value
 
     @value.setter
-    def value(self, value: Any) -> None:
+    def value(self, value: T) -> None:
         self._value = value
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__}({self._typecode!r}, {self._value!r})>"
 
 
-def Array(typecode: str, sequence: Any, lock: Any = True) -> array.array[Any]:
-    """An ``array.array``."""
+def Array(typecode: str, sequence: Iterable[int] | Iterable[float] | Iterable[str] | bytes,
+          lock: object = True) -> array.array[Any]:
+    """An ``array.array`` (its item type follows ``typecode``, as the stdlib's stub says)."""
     return array.array(typecode, sequence)
 
 
@@ -111,7 +121,7 @@ list = list
 dict = dict
 
 
-def Manager() -> Any:
+def Manager() -> types.ModuleType:
     """This module: its objects are already shared by every thread."""
     return sys.modules[__name__]
 
@@ -120,8 +130,8 @@ def shutdown() -> None:
     """Nothing to shut down."""
 
 
-def Pool(processes: int | None = None, initializer: Callable[..., Any] | None = None,
-         initargs: tuple[Any, ...] = ()) -> Any:
+def Pool(processes: int | None = None, initializer: Callable[..., object] | None = None,
+         initargs: Iterable[object] = ()) -> ThreadPool:
     """A pool of threads (procpar-pool's ``ThreadPool``)."""
     from procpar_pool import ThreadPool
 
