@@ -118,8 +118,20 @@ def test_explicit_addresses(tmp_path: Any) -> None:
             assert conn.recv() == "abab"
         thread.join(30)
     with Listener(("127.0.0.1", 0)) as listener:
-        host, port = listener.address
+        address = listener.address
+        assert isinstance(address, tuple)  # (a str for AF_UNIX: the type says either)
+        host, port = address
         assert host == "127.0.0.1" and port > 0
+    path_like = tmp_path / "by-path"
+    with Listener(path_like) as listener:  # a path-like address is its path
+        assert listener.address == str(path_like)
+        thread, errors = _serve_once(listener, _double)
+        with Client(path_like) as conn:
+            conn.send(2)
+            assert conn.recv() == 4
+        thread.join(30)
+        assert not errors
+    assert not path_like.exists()
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -255,7 +267,7 @@ def test_challenge_argument_errors() -> None:
 
 def test_address_errors() -> None:
     with pytest.raises(ValueError, match="unrecognized"):
-        Listener(address=12)
+        Listener(address=12)  # type: ignore[arg-type]  # on purpose
     with pytest.raises(ValueError, match="AF_PIPE"):
         Listener(family="AF_PIPE")
     with pytest.raises(ValueError, match="not supported"):

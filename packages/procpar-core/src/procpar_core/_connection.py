@@ -29,6 +29,10 @@ if TYPE_CHECKING:
 
     # What wait() takes and gives back: connections, sockets, sentinels (ints), anything with fileno().
     Waitable = TypeVar("Waitable", bound=Union[HasFileno, int])
+    # A listener's address: (host, port) for AF_INET; a path (bytes for Linux's abstract names) for AF_UNIX.
+    Address = Union[str, bytes, tuple[str, int]]
+    # What a caller may give as one: a path-like object too.
+    AddressLike = Union[Address, "os.PathLike[str]"]
 else:
     from .runtime_typing import overload
 
@@ -580,7 +584,7 @@ def Pipe(duplex: bool = True) -> tuple[Connection, Connection]:
 _address_counter = itertools.count()
 
 
-def address_type(address: Any) -> str:
+def address_type(address: AddressLike) -> str:
     """The family (``'AF_INET'``, ``'AF_UNIX'``, ``'AF_PIPE'``) an address belongs to."""
     if isinstance(address, tuple):
         return "AF_INET"
@@ -595,7 +599,14 @@ def _is_pathlike(obj: Any) -> bool:
     return hasattr(obj, "__fspath__")
 
 
-def arbitrary_address(family: str) -> Any:
+def _plain_address(address: AddressLike) -> Address:
+    # The socket calls take str, bytes or a tuple: a path-like object is given as its path.
+    if isinstance(address, (str, bytes, tuple)):
+        return address
+    return os.fspath(address)
+
+
+def arbitrary_address(family: str) -> Address:
     """A fresh address of ``family`` nobody else uses: a free localhost port, or a private socket path."""
     if family == "AF_INET":
         return ("localhost", 0)
@@ -614,9 +625,10 @@ def _validate_family(family: str) -> None:
 # -- Listener and Client ------------------------------------------------------------------------------------
 
 class _SocketListener:
-    def __init__(self, address: Any, family: str, backlog: int = 1) -> None:
+    def __init__(self, address: AddressLike, family: str, backlog: int = 1) -> None:
         import socket
 
+        address = _plain_address(address)
         self._socket = socket.socket(getattr(socket, family))
         try:
             if family == "AF_INET" and os.name == "posix":
@@ -624,17 +636,17 @@ class _SocketListener:
             self._socket.setblocking(True)
             self._socket.bind(address)
             self._socket.listen(backlog)
-            self._address = self._socket.getsockname()
+            self._address: Address = self._socket.getsockname()
         except OSError:
             self._socket.close()
             raise
         self._family = family
         self._closed = False
         self._owner = os.getpid()
-        self._last_accepted: Any = None
+        self._last_accepted: Address | None = None
         self._unlink: Finalize | None = None
         if family == "AF_UNIX" and not _is_abstract(address):
-            self._unlink = Finalize(self, os.unlink, args=(os.fspath(address),), exitpriority=0)
+            self._unlink = Finalize(self, os.unlink, args=(address,), exitpriority=0)
 
     def fileno(self) -> int:
         if self._closed:
@@ -699,7 +711,7 @@ class Listener:
 
     def __init__(
         self,
-        address: Any = None,
+        address: AddressLike | None = None,
         family: str | None = None,
         backlog: int = 1,
         authkey: bytes | None = None,
@@ -721,9 +733,9 @@ class Listener:
         self._handshake_timeout = float(handshake_timeout)
         # Peers taken from the socket whose handshake is under way, and the outcomes not handed out yet.
         self._handshakes: list[ServerHandshake] = []
-        self._done: list[tuple[Connection, Any]] = []
+        self._done: list[tuple[Connection, Address | None]] = []
         self._failures: list[BaseException] = []
-        self._last_accepted: Any = None
+        self._last_accepted: Address | None = None
 
     def accept(self) -> Connection:
         """Wait for a peer, authenticate it if an authkey was given, return the connection.
@@ -806,7 +818,7 @@ class Listener:
             listener.close()
 
     @property
-    def address(self) -> Any:
+    def address(self) -> Address:
         """The address the listener is bound to."""
         listener = self._listener
         if listener is None:
@@ -814,7 +826,7 @@ class Listener:
         return listener._address
 
     @property
-    def last_accepted(self) -> Any:
+    def last_accepted(self) -> Address | None:
         """The address of the last accepted peer, or None."""
         if self._listener is None:
             raise _closed_listener()
@@ -832,9 +844,10 @@ class Listener:
         return f"<{type(self).__name__} address={self._listener._address!r}>"
 
 
-def _socket_client(address: Any, family: str) -> Connection:
+def _socket_client(address: AddressLike, family: str) -> Connection:
     import socket
 
+    address = _plain_address(address)
     with socket.socket(getattr(socket, family)) as s:
         s.setblocking(True)
         if family == "AF_UNIX":
@@ -856,7 +869,7 @@ def _socket_client(address: Any, family: str) -> Connection:
 
 
 def Client(
-    address: Any, family: str | None = None, authkey: bytes | None = None
+    address: AddressLike, family: str | None = None, authkey: bytes | None = None
 ) -> Connection:
     """Connect to a ``Listener`` at ``address``; with ``authkey``, pass (and give) the HMAC challenge."""
     family = family or address_type(address)
@@ -874,6 +887,6 @@ def Client(
     return conn
 
 
-def SocketClient(address: Any) -> Connection:
+def SocketClient(address: AddressLike) -> Connection:
     return _socket_client(address, address_type(address))
 

@@ -17,8 +17,8 @@ from ._proxy import BaseProxy
 Function = Callable[..., object]  # type: ignore[explicit-any]
 #: What makes a proxy from a token: a ``BaseProxy`` subclass, ``AutoProxy``, or a user's factory.
 ProxyFactory = Callable[..., BaseProxy]  # type: ignore[explicit-any]
-#: Where a manager listens: a path or abstract name (AF_UNIX), or ``(host, port)``.
-Address = str | tuple[str, int]
+#: Where a manager listens: a path or abstract name (AF_UNIX; bytes for an abstract one), or ``(host, port)``.
+Address = str | bytes | tuple[str, int]
 
 
 class MessageConnection(Protocol):
