@@ -47,12 +47,15 @@ def test_restarts_are_counted_by_cause(ctx: Any) -> None:
 
 
 def test_bytes_through_shared_memory_are_counted(ctx: Any) -> None:
-    big = np.ones(1 << 18)  # 2 MiB: over the threshold, so it travels in a segment
-    with Pool(1, context=ctx) as pool:
+    big = np.ones(1 << 18)  # 2 MiB: over the threshold, so it travels in a segment (one each way)
+    with Pool(1, context=ctx) as pool, Pool(1, context=ctx) as beside:
         assert pool.apply(t.identity, (big,)).shape == big.shape
+        assert beside.apply(t.square, (3,)) == 9
         stats = pool.stats()
-    assert stats.shm_bytes_sent >= big.nbytes and stats.shm_bytes_received >= big.nbytes
-    assert "MiB sent" in str(stats)
+        other = beside.stats()
+    assert stats.shm_bytes_sent == stats.shm_bytes_received == big.nbytes
+    assert other.shm_bytes_sent == other.shm_bytes_received == 0  # each pool counts its own
+    assert "2.0 MiB sent, 2.0 MiB received" in str(stats)
 
 
 def test_workers_of_a_closed_pool_stay_in_the_figures(ctx: Any) -> None:

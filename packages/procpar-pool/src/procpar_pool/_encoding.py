@@ -94,10 +94,11 @@ def _by_value(body: object) -> bytes | None:
 class TaskEncoder:
     """Makes the task messages of one pool (whose start method decides what must go by value)."""
 
-    __slots__ = ("_start_method",)
+    __slots__ = ("_counts", "_start_method")
 
-    def __init__(self, start_method: str) -> None:
+    def __init__(self, start_method: str, counts: _oob.SegmentBytes | None = None) -> None:
         self._start_method = start_method
+        self._counts = counts  # the pool's bytes through shared memory
 
     def encode(self, task: Task) -> bytes | None:
         """The task's own message, or None after failing the task because it cannot be pickled."""
@@ -114,7 +115,7 @@ class TaskEncoder:
                 data = header + _oob.PLAIN + data
             else:
                 # The header goes in with the pickle: a chunk of a map can be megabytes, copied once.
-                data, task.segment = _oob.dumps(body, header)
+                data, task.segment = _oob.dumps(body, header, self._counts)
         except PicklingFailedError as exc:
             task.job.set_outcome(task.index, False, exc)
             return None

@@ -53,7 +53,7 @@ class WorkerFleet:
         self.changed = True  # a worker came or went since the engine last built its poll set
         # pool.stats(): the workers that are gone, and the causes of the replacements.
         self.started_at = time.monotonic()
-        self.shm_bytes_at_start = tuple(_oob.segment_bytes)
+        self.shm_bytes = _oob.SegmentBytes()
         self.gone = GoneWorkers()
         self.restarts: dict[str, int] = {}
         self.memory_checked = 0.0
@@ -176,9 +176,7 @@ class WorkerFleet:
         """The figures of the live workers and of those gone (call with the engine's mutex held)."""
         now = time.monotonic()
         live = [self._figures(worker, now, None) for worker in self.workers]
-        sent, received = (now_bytes - start for now_bytes, start in
-                          zip(_oob.segment_bytes, self.shm_bytes_at_start, strict=True))
-        return PoolStats(live + self.gone.rows(), dict(self.restarts), sent, received,
+        return PoolStats(live + self.gone.rows(), dict(self.restarts), self.shm_bytes.sent, self.shm_bytes.received,
                          now - self.started_at)
 
     def lost_error(self, worker: WorkerHandle, exitcode: int | None) -> WorkerLostError:

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from pickle import PickleBuffer
 
 __all__ = ["THRESHOLD", "PLAIN", "NUMBERS", "LargeBuffer", "dumps", "dumps_inband", "dumps_each_inband",
-           "loads_message", "discard", "ensure_tracker"]
+           "loads_message", "discard", "ensure_tracker", "SegmentBytes"]
 
 THRESHOLD = 1 << 20  # smaller buffers stay in the pickle: a segment costs more than copying them
 _ALIGN = 64
@@ -51,14 +51,21 @@ def _segment_path(name: str) -> str:
     return os.path.join(_SHM_DIR, name.lstrip("/"))
 
 
-# Bytes this process put into segments and took out of them, for pool.stats() (one pair per process: the pools
-# of a process share it).
-segment_bytes = [0, 0]
+class SegmentBytes:
+    """Bytes one pool put into segments and took out of them, for ``pool.stats()`` (updated under its engine's
+    mutex, like everything the engine reads and writes of its workers)."""
+
+    __slots__ = ("received", "sent")
+
+    def __init__(self) -> None:
+        self.sent = 0
+        self.received = 0
 
 
-def dumps(obj: object, prefix: bytes = b"") -> tuple[bytes, str | None]:
+def dumps(obj: object, prefix: bytes = b"", counts: SegmentBytes | None = None) -> tuple[bytes, str | None]:
     """``obj`` pickled (protocol 5) with its large buffers in a new segment: (``prefix`` + message body, segment
-    name). The prefix (a message header) is joined in the copy that makes the body, not in one more."""
+    name). The prefix (a message header) is joined in the copy that makes the body, not in one more. The
+    segment's bytes are added to ``counts.sent``."""
     if lowlevel.get_serializer() != "pickle":
         return prefix + PLAIN + bytes(lowlevel.serialize(obj)), None
     big: list[PickleBuffer] = []
@@ -106,7 +113,8 @@ def dumps(obj: object, prefix: bytes = b"") -> tuple[bytes, str | None]:
         resource_tracker.unregister(name, "shared_memory")
         raise
     os.close(fd)
-    segment_bytes[0] += offset
+    if counts is not None:
+        counts.sent += offset
     description = bytes(ForkingPickler.dumps((name, layout)))
     return prefix + _WITH_SEGMENT + _LAYOUT_LENGTH.pack(len(description)) + description + data, name
 
@@ -144,8 +152,9 @@ def dumps_inband(obj: object) -> bytes:
     return pickled
 
 
-def loads_message(body: memoryview) -> object:
-    """The object of a body made by ``dumps``; takes ownership of its segment (maps it, then unlinks it)."""
+def loads_message(body: memoryview, counts: SegmentBytes | None = None) -> object:
+    """The object of a body made by ``dumps``; takes ownership of its segment (maps it, then unlinks it), whose
+    bytes are added to ``counts.received``."""
     if body[:1] == PLAIN:
         return loads(body[1:])
     (length,) = _LAYOUT_LENGTH.unpack_from(body, 1)
@@ -155,7 +164,8 @@ def loads_message(body: memoryview) -> object:
     try:
         size = os.fstat(fd).st_size
         mapping = mmap.mmap(fd, size)
-        segment_bytes[1] += size
+        if counts is not None:
+            counts.received += size
     finally:
         os.close(fd)
         discard(name)

@@ -97,7 +97,6 @@ class ProcessEngine:
         self._prefetch = prefetch
         start_method = ctx.get_start_method()  # a method name: None only with allow_none
         assert start_method is not None
-        self._encoder = TaskEncoder(start_method)
         self._backlog = Backlog()
         self._mutex = threading.Lock()
         self._state = _RUN
@@ -108,6 +107,7 @@ class ProcessEngine:
         self.window_bonus = 0
         self._fleet = WorkerFleet(ctx, initializer=initializer, initargs=initargs,
                                   maxtasksperchild=maxtasksperchild, max_memory=max_memory)
+        self._encoder = TaskEncoder(start_method, self._fleet.shm_bytes)
         # A child forked from here (a worker, or any other process) must not hold the pool's fds: a worker
         # holding its siblings' sockets would never see end-of-file when the pool's process dies.
         register_after_fork(self, ProcessEngine._close_in_child)
@@ -395,7 +395,7 @@ class ProcessEngine:
         inflight = worker.inflight
         outcomes: list[tuple[Task, bool, object]] = []
         for message in messages:
-            task_id, ok, value = decode_reply(message)
+            task_id, ok, value = decode_reply(message, self._fleet.shm_bytes)
             if task_id == INIT_FAILED:
                 assert isinstance(value, BaseException)
                 self._initializer_failed(value)

@@ -133,10 +133,10 @@ def encode_reply(task_id: int, kind: int, ok: bool, value: object) -> bytes:
         return _oob.dumps((False, (failure, "")), header)[0]
 
 
-def decode_reply(message: bytes) -> tuple[int, bool, object]:
+def decode_reply(message: bytes, counts: _oob.SegmentBytes | None = None) -> tuple[int, bool, object]:
     """``(task id, ok, value)`` of a reply; when not ok, ``value`` is the exception, its worker-side traceback
     attached as ``__cause__``. A reply that cannot be unpickled here fails its task with a
-    ``PicklingFailedError`` saying so."""
+    ``PicklingFailedError`` saying so. Bytes that came through shared memory are added to ``counts``."""
     (task_id,) = TASK_ID.unpack_from(message)
     body = memoryview(message)[TASK_ID.size :]
     try:
@@ -146,7 +146,7 @@ def decode_reply(message: bytes) -> tuple[int, bool, object]:
         elif tag == _NUMBERS:
             return task_id, True, unpack_numbers(body[1:])
         else:
-            outcome = _oob.loads_message(body)
+            outcome = _oob.loads_message(body, counts)
             if not isinstance(outcome, tuple) or len(outcome) != 2:
                 raise ValueError(f"a reply's body is not (ok, value): {type(outcome).__name__}")
             ok, value = outcome

@@ -55,8 +55,8 @@ class PoolStats:
     ``workers``: a ``WorkerStats`` per worker the pool has had (the live ones first); ``tasks``, ``working``,
     ``waiting``, ``starting``: their sums; ``restarts``: how many workers were replaced, by cause;
     ``shm_bytes_sent``/``shm_bytes_received``: bytes of arguments and results that went through shared memory
-    (large buffers) since the pool started, counted for the whole process (pools running side by side share
-    the figure); ``seconds``: the pool's age. ``print(stats)`` shows a table.
+    (large buffers) since the pool started, this pool's alone; ``seconds``: the pool's age. ``print(stats)``
+    shows a table.
     """
 
     __slots__ = ("restarts", "seconds", "shm_bytes_received", "shm_bytes_sent", "workers")
