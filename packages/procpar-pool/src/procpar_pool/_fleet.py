@@ -37,7 +37,6 @@ __all__ = ["WorkerFleet", "MEMORY_CHECK_SECONDS"]
 MEMORY_CHECK_SECONDS = 0.05
 
 
-
 class WorkerFleet:
     """A pool's live workers (``workers``, in start order) and how to start and stop them."""
 

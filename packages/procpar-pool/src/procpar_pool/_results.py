@@ -356,8 +356,7 @@ class IMapIterator(Job, Generic[R]):
             if failure is not None:
                 self._taken += 1
             if ended or failure is not None:
-                self._source = None
-                self._length = self._taken
+                self._stop_reading()
                 self._cond.notify_all()
         if ended and self._wakers:  # the end of the iterable: an awaiting coroutine may stop
             self._wake()
@@ -388,9 +387,8 @@ class IMapIterator(Job, Generic[R]):
 
     def fail_all(self, exc: BaseException) -> None:
         with self._cond:
-            self._source = None
+            self._stop_reading()
             missing = [i for i in range(self._taken) if i not in self._done and i >= self._next_index]
-            self._length = self._taken
         for index in missing:
             self.set_outcome(index, False, exc)
 
@@ -417,8 +415,7 @@ class IMapIterator(Job, Generic[R]):
         # The consumer is gone: read no more of its iterable (chunks already out finish, unread).
         with self._cond:
             if self._source is not None:
-                self._source = None
-                self._length = self._taken
+                self._stop_reading()
                 self._cond.notify_all()
 
     def __next__(self) -> R:
@@ -439,7 +436,12 @@ class IMapIterator(Job, Generic[R]):
                 if not wait_in_slices(self._cond.wait, timeout):
                     raise TimeoutError
 
-    # The three below are called with the condition held.
+    # The four below are called with the condition held.
+
+    def _stop_reading(self) -> None:
+        # No more of the iterable: its end is what has been taken from it so far.
+        self._source = None
+        self._length = self._taken
 
     def _all_handed(self) -> bool:
         return self._length is not None and self._handed >= self._length

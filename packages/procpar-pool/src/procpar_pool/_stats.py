@@ -91,9 +91,10 @@ class PoolStats:
 
     def as_dict(self) -> dict[str, object]:
         """The figures as plain data (for JSON, a log line, a dashboard)."""
+        total = self._total
         return {
-            "seconds": self.seconds, "tasks": self.tasks, "working": self.working, "waiting": self.waiting,
-            "starting": self.starting, "restarts": dict(self.restarts), "shm_bytes_sent": self.shm_bytes_sent,
+            "seconds": self.seconds, "tasks": total.tasks, "working": total.working, "waiting": total.waiting,
+            "starting": total.starting, "restarts": dict(self.restarts), "shm_bytes_sent": self.shm_bytes_sent,
             "shm_bytes_received": self.shm_bytes_received,
             "workers": [{name: getattr(w, name) for name in WorkerStats.__slots__} for w in self.workers],
         }
@@ -103,11 +104,8 @@ class PoolStats:
         header = ("worker", where, "tasks", "working s", "waiting s", "starting s", "busy %", "state")
         rows: list[tuple[str, ...]] = [header]
         for number, w in enumerate(self.workers, 1):
-            rows.append((str(number), w.name, str(w.tasks), f"{w.working:.3f}", f"{w.waiting:.3f}",
-                         f"{w.starting:.3f}", _percent(w.working, w.working + w.waiting),
-                         "alive" if w.alive else f"gone: {w.exit_cause}"))
-        rows.append(("total", "", str(self.tasks), f"{self.working:.3f}", f"{self.waiting:.3f}",
-                     f"{self.starting:.3f}", _percent(self.working, self.working + self.waiting), ""))
+            rows.append(_row(str(number), w.name, w, "alive" if w.alive else f"gone: {w.exit_cause}"))
+        rows.append(_row("total", "", self._total, ""))
         widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
         lines = ["  ".join(cell.rjust(width) if i < 7 else cell for i, (cell, width) in
                            enumerate(zip(row, widths, strict=True))).rstrip() for row in rows]
@@ -153,6 +151,11 @@ def summed(workers: list[WorkerStats], label: str | None = None) -> WorkerStats:
     """One row holding the sums of ``workers``' figures; ``label`` is its exit cause."""
     return WorkerStats(None, False, sum(w.tasks for w in workers), sum(w.working for w in workers),
                        sum(w.waiting for w in workers), sum(w.starting for w in workers), label)
+
+
+def _row(label: str, name: str, w: WorkerStats, state: str) -> tuple[str, ...]:
+    return (label, name, str(w.tasks), f"{w.working:.3f}", f"{w.waiting:.3f}", f"{w.starting:.3f}",
+            _percent(w.working, w.working + w.waiting), state)
 
 
 def _percent(part: float, whole: float) -> str:

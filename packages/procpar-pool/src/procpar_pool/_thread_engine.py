@@ -223,15 +223,14 @@ class ThreadEngine:
                 task = self._take(figures)
                 if task is None:
                     return
+                ok = True
                 try:
                     result = _run(task)
                 except Exception as exc:
-                    figures.tasks += 1  # before the outcome wakes the caller, who may ask for the figures
-                    task.job.set_outcome(task.index, False, exc)  # raised with its own traceback: same process
-                else:
-                    figures.tasks += 1
-                    task.job.set_outcome(task.index, True, result)
-                    del result
+                    ok, result = False, exc  # raised with its own traceback: same process
+                figures.tasks += 1  # before the outcome wakes the caller, who may ask for the figures
+                task.job.set_outcome(task.index, ok, result)
+                del result
                 # Not kept alive while this thread waits for its next task (arguments and results are the
                 # caller's).
                 del task
