@@ -45,7 +45,12 @@ def _start(ctx: Any, target: Callable[..., None], *args: Any) -> Any:
 
 
 def _kill(p: Any, sig: int = signal.SIGKILL) -> None:
-    os.kill(p.pid, sig)
+    try:
+        os.kill(p.pid, sig)
+    except ProcessLookupError:
+        # Already gone (a barrier party that left wait() exits on its own; a forkserver child is reaped by the
+        # server): what the kill was for.
+        pass
     if sig == signal.SIGKILL:
         p.join(30)
 
